@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/rkvm`: the system file descriptor of the KVM ABI.
+//!
+//! Model: `kvm_dev_ioctl()` in `virt/kvm/kvm_main.c`, whose errno choices this
+//! follows: a non-zero argument where none is taken and every unknown ioctl
+//! get `-EINVAL` (not `-ENOTTY`).
+
+use kernel::{
+    fs::File,
+    miscdevice::{
+        MiscDevice,
+        MiscDeviceRegistration, //
+    },
+    prelude::*, //
+};
+
+use crate::abi;
+
+/// An open `/dev/rkvm`. It holds no state: everything a VM needs will live in
+/// the VM's own file descriptor.
+pub(crate) struct SystemFd;
+
+#[vtable]
+impl MiscDevice for SystemFd {
+    type Ptr = ();
+
+    fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<()> {
+        Ok(())
+    }
+
+    fn ioctl(_me: (), _file: &File, cmd: u32, arg: usize) -> Result<isize> {
+        match cmd {
+            abi::KVM_GET_API_VERSION if arg == 0 => Ok(abi::KVM_API_VERSION),
+            abi::KVM_CHECK_EXTENSION => Ok(abi::check_extension(arg)),
+            _ => Err(EINVAL),
+        }
+    }
+}

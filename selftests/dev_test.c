@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The system file descriptor: /dev/rkvm must answer like /dev/kvm.
+ *
+ * Run with RKVM_DEV=/dev/kvm (kvm_intel loaded) the same binary checks that
+ * the expectations below are KVM's own; tests about rkvm's capability table
+ * skip there.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "rkvm_util.h"
+
+/*
+ * Capabilities rkvm reports as present, with their values. Must match
+ * SUPPORTED_CAPS in rust/abi/mod.rs: every capability not listed must read 0.
+ */
+static const struct { long cap; int value; } rkvm_caps[] = {
+	{ -1, 0 },	/* none yet */
+};
+
+FIXTURE(dev) {
+	int fd;
+};
+
+FIXTURE_SETUP(dev)
+{
+	self->fd = open(rkvm_dev_path(), O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, self->fd) TH_LOG("open %s: %s", rkvm_dev_path(), strerror(errno));
+}
+
+FIXTURE_TEARDOWN(dev)
+{
+	close(self->fd);
+}
+
+TEST_F(dev, is_misc_char_device)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, fstat(self->fd, &st));
+	ASSERT_TRUE(S_ISCHR(st.st_mode));
+	/* Both kvm and rkvm are misc devices (major 10). */
+	ASSERT_EQ(10U, major(st.st_rdev));
+}
+
+TEST_F(dev, api_version_is_12)
+{
+	ASSERT_EQ(12, ioctl(self->fd, KVM_GET_API_VERSION, 0));
+}
+
+TEST_F(dev, api_version_rejects_argument)
+{
+	errno = 0;
+	ASSERT_EQ(-1, ioctl(self->fd, KVM_GET_API_VERSION, 1));
+	ASSERT_EQ(EINVAL, errno);
+}
+
+TEST_F(dev, unknown_ioctls_fail_with_einval)
+{
+	const unsigned long cmds[] = {
+		_IO(KVMIO, 0xff),
+		_IOW(KVMIO, 0xfe, int),
+		_IOR(KVMIO, 0x00, int),	/* API version number, wrong shape */
+		_IO('Z', 0x00),
+		TCGETS,
+	};
+
+	for (unsigned int i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		errno = 0;
+		EXPECT_EQ(-1, ioctl(self->fd, cmds[i], 0)) TH_LOG("cmd %#lx", cmds[i]);
+		EXPECT_EQ(EINVAL, errno) TH_LOG("cmd %#lx: %s", cmds[i], strerror(errno));
+	}
+}
+
+TEST_F(dev, check_extension_of_unknown_caps_is_0)
+{
+	const long caps[] = { -1, 1L << 40, 100000, 0x7fffffff };
+
+	for (unsigned int i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		EXPECT_EQ(0, ioctl(self->fd, KVM_CHECK_EXTENSION, caps[i])) TH_LOG("cap %ld", caps[i]);
+	}
+}
+
+TEST_F(dev, check_extension_reports_exactly_rkvm_caps)
+{
+	if (!rkvm_dev_is_rkvm())
+		SKIP(return, "rkvm's capability table does not describe %s", rkvm_dev_path());
+
+	for (long cap = 0; cap < 512; cap++) {
+		int want = 0;
+
+		for (unsigned int i = 0; i < sizeof(rkvm_caps) / sizeof(rkvm_caps[0]); i++)
+			if (rkvm_caps[i].cap == cap)
+				want = rkvm_caps[i].value;
+		EXPECT_EQ(want, ioctl(self->fd, KVM_CHECK_EXTENSION, cap)) TH_LOG("cap %ld", cap);
+	}
+}
+
+TEST_HARNESS_MAIN
