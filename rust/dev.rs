@@ -17,7 +17,7 @@ use kernel::{
 
 use crate::abi;
 
-/// An open `/dev/rkvm`. It holds no state: everything a VM needs will live in
+/// An open `/dev/rkvm`. It holds no state: everything a VM needs lives in
 /// the VM's own file descriptor.
 pub(crate) struct SystemFd;
 
@@ -33,6 +33,10 @@ impl MiscDevice for SystemFd {
         match cmd {
             abi::KVM_GET_API_VERSION if arg == 0 => Ok(abi::KVM_API_VERSION),
             abi::KVM_CHECK_EXTENSION => Ok(abi::check_extension(arg)),
+            abi::KVM_CREATE_VM => crate::vm::create(arg),
+            abi::KVM_GET_VCPU_MMAP_SIZE if arg == 0 => {
+                Ok((abi::VCPU_MMAP_PAGES << kernel::bindings::PAGE_SHIFT) as isize)
+            }
             _ => Err(EINVAL),
         }
     }

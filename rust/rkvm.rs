@@ -17,7 +17,13 @@ use kernel::{
 
 mod abi;
 mod dev;
+mod fd;
+mod memslot;
+mod shim;
+mod vcpu;
+mod vm;
 mod vmx;
+mod x86;
 
 module! {
     type: Rkvm,

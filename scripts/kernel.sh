@@ -60,7 +60,7 @@ done <"$top/.config.fragment"
 [ $bad = 0 ] || die "the kernel config does not honour .config.fragment (see above)"
 
 jobs=$(( $(nproc) + 1 ))
-log "building kernel $kver (-j$jobs); a cold build takes about 20 minutes on 2 cores"
+log "building kernel $kver (-j$jobs); a cold build takes about 6 minutes on 2 cores"
 start=$(date +%s)
 "${km[@]}" -j"$jobs" -s bzImage modules >"$out/build.log" 2>&1 ||
 	{ tail -n 40 "$out/build.log" >&2; die "kernel build failed (log: $out/build.log)"; }

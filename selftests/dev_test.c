@@ -20,10 +20,19 @@
 
 /*
  * Capabilities rkvm reports as present, with their values. Must match
- * SUPPORTED_CAPS in rust/abi/mod.rs: every capability not listed must read 0.
+ * check_extension() in rust/abi/mod.rs: every capability not listed must
+ * read 0. ONLINE_CPUS stands for min(online CPUs, 64).
  */
+#define ONLINE_CPUS (-1)
 static const struct { long cap; int value; } rkvm_caps[] = {
-	{ -1, 0 },	/* none yet */
+	{ KVM_CAP_USER_MEMORY, 1 },
+	{ KVM_CAP_USER_MEMORY2, 1 },
+	{ KVM_CAP_DESTROY_MEMORY_REGION_WORKS, 1 },
+	{ KVM_CAP_JOIN_MEMORY_REGIONS_WORKS, 1 },
+	{ KVM_CAP_NR_VCPUS, ONLINE_CPUS },
+	{ KVM_CAP_MAX_VCPUS, 64 },
+	{ KVM_CAP_MAX_VCPU_ID, 64 },
+	{ KVM_CAP_NR_MEMSLOTS, 32764 },
 };
 
 FIXTURE(dev) {
@@ -100,6 +109,10 @@ TEST_F(dev, check_extension_reports_exactly_rkvm_caps)
 		for (unsigned int i = 0; i < sizeof(rkvm_caps) / sizeof(rkvm_caps[0]); i++)
 			if (rkvm_caps[i].cap == cap)
 				want = rkvm_caps[i].value;
+		if (want == ONLINE_CPUS) {
+			want = sysconf(_SC_NPROCESSORS_ONLN);
+			want = want > 64 ? 64 : want;
+		}
 		EXPECT_EQ(want, ioctl(self->fd, KVM_CHECK_EXTENSION, cap)) TH_LOG("cap %ld", cap);
 	}
 }

@@ -94,6 +94,27 @@ TEST(open_fd_pins_module)
 	EXPECT_FALSE(rkvm_loaded());
 }
 
+TEST(vm_and_vcpu_fds_pin_module)
+{
+	int dev, vm, vcpu;
+
+	ensure_unloaded(_metadata);
+	ASSERT_EQ(0, rkvm_load());
+	dev = open("/dev/rkvm", O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, dev);
+	vm = ioctl(dev, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, vcpu);
+	close(dev);
+	EXPECT_EQ(-EWOULDBLOCK, rkvm_unload(O_NONBLOCK));
+	close(vm);
+	/* The vCPU fd keeps the VM, and so the module, alive. */
+	EXPECT_EQ(-EWOULDBLOCK, rkvm_unload(O_NONBLOCK));
+	close(vcpu);
+	EXPECT_EQ(0, rkvm_unload(O_NONBLOCK));
+}
+
 TEST(unload_when_absent_is_enoent)
 {
 	ensure_unloaded(_metadata);

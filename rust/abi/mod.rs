@@ -1,9 +1,22 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The KVM user ABI as rkvm implements it: ioctl numbers and constants from
-//! `include/uapi/linux/kvm.h` (same values, so binaries built for KVM work).
+//! The KVM user ABI as rkvm implements it: ioctl numbers, capabilities and
+//! structures from `include/uapi/linux/kvm.h` and
+//! `arch/x86/include/uapi/asm/kvm.h` (same values and layouts, so binaries
+//! built for KVM work). Every structure has a compile-time size check; the
+//! selftests use the kernel's own header for the numbers.
 
-use kernel::ioctl::_IO;
+use kernel::{
+    ioctl::{
+        _IO,
+        _IOR,
+        _IOW, //
+    },
+    transmute::{
+        AsBytes,
+        FromBytes, //
+    },
+};
 
 /// The ioctl type byte of every KVM ioctl.
 const KVMIO: u32 = 0xae;
@@ -13,19 +26,200 @@ pub(crate) const KVM_API_VERSION: isize = 12;
 
 /// System ioctl: returns [`KVM_API_VERSION`].
 pub(crate) const KVM_GET_API_VERSION: u32 = _IO(KVMIO, 0x00);
+/// System ioctl: creates a VM, returns its file descriptor.
+pub(crate) const KVM_CREATE_VM: u32 = _IO(KVMIO, 0x01);
 /// System and VM ioctl: is a capability supported, and with which value.
 pub(crate) const KVM_CHECK_EXTENSION: u32 = _IO(KVMIO, 0x03);
+/// System ioctl: size of the vCPU file's mmap area.
+pub(crate) const KVM_GET_VCPU_MMAP_SIZE: u32 = _IO(KVMIO, 0x04);
+/// VM ioctl: creates a vCPU, returns its file descriptor.
+pub(crate) const KVM_CREATE_VCPU: u32 = _IO(KVMIO, 0x41);
+/// VM ioctl: creates, moves, changes or deletes a memory slot.
+pub(crate) const KVM_SET_USER_MEMORY_REGION: u32 = _IOW::<KvmUserspaceMemoryRegion>(KVMIO, 0x46);
+/// VM ioctl: the same with the extended structure.
+pub(crate) const KVM_SET_USER_MEMORY_REGION2: u32 = _IOW::<KvmUserspaceMemoryRegion2>(KVMIO, 0x49);
+/// vCPU ioctl: reads the general-purpose registers, RIP and RFLAGS.
+pub(crate) const KVM_GET_REGS: u32 = _IOR::<KvmRegs>(KVMIO, 0x81);
+/// vCPU ioctl: writes them.
+pub(crate) const KVM_SET_REGS: u32 = _IOW::<KvmRegs>(KVMIO, 0x82);
+/// vCPU ioctl: reads segment, descriptor-table and control registers.
+pub(crate) const KVM_GET_SREGS: u32 = _IOR::<KvmSregs>(KVMIO, 0x83);
+/// vCPU ioctl: writes them.
+pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
 
-/// Capabilities rkvm reports as present through `KVM_CHECK_EXTENSION`, with
-/// the value each one reports. A capability is listed here only once
-/// everything it promises works; every other one reports 0, as KVM does for
-/// capabilities it does not know.
-const SUPPORTED_CAPS: &[(usize, isize)] = &[];
+/// Capability numbers rkvm reports (`KVM_CAP_*`).
+mod cap {
+    pub(super) const USER_MEMORY: usize = 3;
+    pub(super) const NR_VCPUS: usize = 9;
+    pub(super) const NR_MEMSLOTS: usize = 10;
+    pub(super) const DESTROY_MEMORY_REGION_WORKS: usize = 21;
+    pub(super) const JOIN_MEMORY_REGIONS_WORKS: usize = 30;
+    pub(super) const MAX_VCPUS: usize = 66;
+    pub(super) const MAX_VCPU_ID: usize = 128;
+    pub(super) const USER_MEMORY2: usize = 231;
+}
 
-/// The answer to `KVM_CHECK_EXTENSION(cap)`.
-pub(crate) fn check_extension(cap: usize) -> isize {
-    SUPPORTED_CAPS
-        .iter()
-        .find(|(c, _)| *c == cap)
-        .map_or(0, |(_, v)| *v)
+/// The most vCPUs one VM may have, and the bound on their ids.
+pub(crate) const MAX_VCPUS: u32 = 64;
+/// Pages of the vCPU mmap area: the `kvm_run` page and the PIO data page.
+pub(crate) const VCPU_MMAP_PAGES: usize = 2;
+
+/// The answer to `KVM_CHECK_EXTENSION(cap)`, on the system and VM fds alike.
+///
+/// A capability is reported only once everything it promises works; every
+/// other one reads 0, as KVM does for capabilities it does not know.
+pub(crate) fn check_extension(c: usize) -> isize {
+    match c {
+        cap::USER_MEMORY
+        | cap::USER_MEMORY2
+        | cap::DESTROY_MEMORY_REGION_WORKS
+        | cap::JOIN_MEMORY_REGIONS_WORKS => 1,
+        // KVM's recommendation: no more vCPUs than online CPUs.
+        cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
+        cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
+        cap::NR_MEMSLOTS => crate::memslot::region::USER_MEM_SLOTS as isize,
+        _ => 0,
+    }
+}
+
+/// `struct kvm_userspace_memory_region`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmUserspaceMemoryRegion {
+    pub(crate) slot: u32,
+    pub(crate) flags: u32,
+    pub(crate) guest_phys_addr: u64,
+    pub(crate) memory_size: u64,
+    pub(crate) userspace_addr: u64,
+}
+
+/// `struct kvm_userspace_memory_region2`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmUserspaceMemoryRegion2 {
+    pub(crate) slot: u32,
+    pub(crate) flags: u32,
+    pub(crate) guest_phys_addr: u64,
+    pub(crate) memory_size: u64,
+    pub(crate) userspace_addr: u64,
+    pub(crate) guest_memfd_offset: u64,
+    pub(crate) guest_memfd: u32,
+    pub(crate) pad1: u32,
+    pub(crate) pad2: [u64; 14],
+}
+
+/// `struct kvm_regs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmRegs {
+    pub(crate) rax: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rcx: u64,
+    pub(crate) rdx: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rdi: u64,
+    pub(crate) rsp: u64,
+    pub(crate) rbp: u64,
+    pub(crate) r8: u64,
+    pub(crate) r9: u64,
+    pub(crate) r10: u64,
+    pub(crate) r11: u64,
+    pub(crate) r12: u64,
+    pub(crate) r13: u64,
+    pub(crate) r14: u64,
+    pub(crate) r15: u64,
+    pub(crate) rip: u64,
+    pub(crate) rflags: u64,
+}
+
+/// `struct kvm_segment`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmSegment {
+    pub(crate) base: u64,
+    pub(crate) limit: u32,
+    pub(crate) selector: u16,
+    pub(crate) type_: u8,
+    pub(crate) present: u8,
+    pub(crate) dpl: u8,
+    pub(crate) db: u8,
+    pub(crate) s: u8,
+    pub(crate) l: u8,
+    pub(crate) g: u8,
+    pub(crate) avl: u8,
+    pub(crate) unusable: u8,
+    pub(crate) padding: u8,
+}
+
+/// `struct kvm_dtable`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmDtable {
+    pub(crate) base: u64,
+    pub(crate) limit: u16,
+    pub(crate) padding: [u16; 3],
+}
+
+/// `struct kvm_sregs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmSregs {
+    pub(crate) cs: KvmSegment,
+    pub(crate) ds: KvmSegment,
+    pub(crate) es: KvmSegment,
+    pub(crate) fs: KvmSegment,
+    pub(crate) gs: KvmSegment,
+    pub(crate) ss: KvmSegment,
+    pub(crate) tr: KvmSegment,
+    pub(crate) ldt: KvmSegment,
+    pub(crate) gdt: KvmDtable,
+    pub(crate) idt: KvmDtable,
+    pub(crate) cr0: u64,
+    pub(crate) cr2: u64,
+    pub(crate) cr3: u64,
+    pub(crate) cr4: u64,
+    pub(crate) cr8: u64,
+    pub(crate) efer: u64,
+    pub(crate) apic_base: u64,
+    pub(crate) interrupt_bitmap: [u64; 4],
+}
+
+/// Implements the byte-level traits for ABI structures.
+macro_rules! abi_struct {
+    ($($t:ty = $size:expr),* $(,)?) => {
+        $(
+            const _: () = assert!(core::mem::size_of::<$t>() == $size);
+            // SAFETY: a `repr(C)` struct of integers and arrays of integers
+            // whose size equals the sum of its fields (checked above): no
+            // padding, every bit pattern valid.
+            unsafe impl FromBytes for $t {}
+            // SAFETY: as above, no padding bytes.
+            unsafe impl AsBytes for $t {}
+        )*
+    };
+}
+
+abi_struct!(
+    KvmUserspaceMemoryRegion = 32,
+    KvmUserspaceMemoryRegion2 = 160,
+    KvmRegs = 144,
+    KvmSegment = 24,
+    KvmDtable = 16,
+    KvmSregs = 312,
+);
+
+impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
+    fn from(r: KvmUserspaceMemoryRegion) -> Self {
+        Self {
+            slot: r.slot,
+            flags: r.flags,
+            guest_phys_addr: r.guest_phys_addr,
+            memory_size: r.memory_size,
+            userspace_addr: r.userspace_addr,
+            guest_memfd_offset: 0,
+            guest_memfd: 0,
+            pad1: 0,
+            pad2: [0; 14],
+        }
+    }
 }

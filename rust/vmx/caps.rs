@@ -108,8 +108,6 @@ pub(crate) mod proc2 {
 pub(crate) mod exit {
     /// The host runs in 64-bit mode after an exit.
     pub(crate) const HOST_ADDR_SPACE_SIZE: u32 = 1 << 9;
-    /// Acknowledge the interrupt that caused the exit.
-    pub(crate) const ACK_INTR_ON_EXIT: u32 = 1 << 15;
     /// Save the guest's IA32_EFER on exit.
     pub(crate) const SAVE_EFER: u32 = 1 << 20;
     /// Load the host's IA32_EFER on exit.
@@ -395,11 +393,15 @@ impl VmxCaps {
             proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST,
             proc2::ENABLE_VPID,
         )?;
+        // "Acknowledge interrupt on exit" stays off: an external interrupt
+        // that exits the guest remains pending in the local APIC and is
+        // delivered through the host IDT as soon as the VMX window closes
+        // and interrupts are enabled again (design.rst, the VMX window).
         let exit = adjust_controls(
             ControlField::Exit,
             exit_cap,
             exit::HOST_ADDR_SPACE_SIZE | exit::SAVE_EFER | exit::LOAD_EFER,
-            exit::ACK_INTR_ON_EXIT,
+            0,
         )?;
         let entry = adjust_controls(
             ControlField::Entry,

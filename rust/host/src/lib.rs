@@ -11,5 +11,23 @@
 #[path = "../../vmx/caps.rs"]
 pub mod caps;
 
+#[path = "../../memslot/region.rs"]
+pub mod region;
+
+#[path = "../../x86/decode.rs"]
+pub mod decode;
+#[path = "../../x86/segment.rs"]
+pub mod segment;
+#[path = "../../x86/sregs.rs"]
+pub mod sregs;
+
 #[cfg(test)]
 mod caps_tests;
+#[cfg(test)]
+mod decode_tests;
+#[cfg(test)]
+mod region_tests;
+#[cfg(test)]
+mod segment_tests;
+#[cfg(test)]
+mod sregs_tests;

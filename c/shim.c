@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers of rkvm.ko; see include/rkvm/shim.h.
+ */
+#include <linux/cpumask.h>
+#include <linux/uaccess.h>
+#include <rkvm/shim.h>
+
+bool rkvm_user_range_ok(unsigned long addr, unsigned long size)
+{
+	return untagged_addr(addr) == addr &&
+	       access_ok((void __user *)addr, size);
+}
+
+unsigned int rkvm_num_online_cpus(void)
+{
+	return num_online_cpus();
+}

@@ -1,0 +1,340 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A virtual CPU: its architectural state, its `kvm_run` area, and the vCPU
+//! fd through which the VMM drives it.
+//!
+//! The state is kept in VMCS form (segments as base/limit/selector/access
+//! rights), so what `KVM_GET_SREGS` returns after `KVM_SET_SREGS` is what
+//! KVM returns. The reset state is KVM's (`kvm_vcpu_reset()` in
+//! `arch/x86/kvm/x86.c`, `vmx_vcpu_reset()` in `arch/x86/kvm/vmx/vmx.c`).
+
+use kernel::ffi::c_int;
+
+use kernel::{
+    bindings, new_mutex,
+    page::Page,
+    prelude::*,
+    sync::{
+        Arc,
+        ArcBorrow,
+        Mutex, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+use crate::{
+    abi::{
+        self,
+        KvmDtable,
+        KvmRegs,
+        KvmSegment,
+        KvmSregs, //
+    },
+    fd,
+    vm::Vm,
+    x86::{
+        segment::{
+            self,
+            Fields,
+            Segment, //
+        },
+        sregs::GuestCpu,
+    },
+};
+
+static VCPU_FOPS: fd::Fops = fd::fops::<VcpuFd>(Some(mmap));
+
+/// RFLAGS bit 1, always set.
+const RFLAGS_FIXED: u64 = 1 << 1;
+/// CR0 at reset: ET, NW, CD.
+const RESET_CR0: u64 = 0x6000_0010;
+/// RDX at reset without guest CPUID: family 6 (KVM's default).
+const RESET_RDX: u64 = 0x600;
+/// IA32_APIC_BASE at reset: the default base, globally enabled; vCPU 0 is
+/// the bootstrap processor (KVM's `bsp_vcpu_id` default).
+const RESET_APIC_BASE: u64 = 0xfee0_0000 | 1 << 11;
+const APIC_BASE_BSP: u64 = 1 << 8;
+
+/// A descriptor table register.
+#[derive(Clone, Copy, Default)]
+struct Dtable {
+    base: u64,
+    limit: u16,
+}
+
+/// Architectural state that `KVM_GET/SET_REGS` and `KVM_GET/SET_SREGS` see.
+struct State {
+    regs: KvmRegs,
+    /// CS, DS, ES, FS, GS, SS, TR, LDTR: the order of `struct kvm_sregs`.
+    segs: [Segment; 8],
+    gdt: Dtable,
+    idt: Dtable,
+    cr0: u64,
+    cr2: u64,
+    cr3: u64,
+    cr4: u64,
+    cr8: u64,
+    efer: u64,
+    apic_base: u64,
+    /// The features the guest's CPUID grants.
+    cpu: GuestCpu,
+}
+
+const SEG_CS: usize = 0;
+const SEG_TR: usize = 6;
+const SEG_LDT: usize = 7;
+
+impl State {
+    /// The state of vCPU `id` after power-on (KVM's RESET).
+    fn reset(id: u32) -> Self {
+        let data = Segment {
+            base: 0,
+            limit: 0xffff,
+            selector: 0,
+            ar: segment::RESET_DATA_AR,
+        };
+        let mut segs = [data; 8];
+        segs[SEG_CS] = Segment {
+            base: 0xffff_0000,
+            selector: 0xf000,
+            ar: segment::RESET_CODE_AR,
+            ..data
+        };
+        segs[SEG_TR].ar = segment::RESET_TR_AR;
+        segs[SEG_LDT].ar = segment::RESET_LDT_AR;
+        Self {
+            regs: KvmRegs {
+                rip: 0xfff0,
+                rflags: RFLAGS_FIXED,
+                rdx: RESET_RDX,
+                ..Default::default()
+            },
+            segs,
+            gdt: Dtable {
+                base: 0,
+                limit: 0xffff,
+            },
+            idt: Dtable {
+                base: 0,
+                limit: 0xffff,
+            },
+            cr0: RESET_CR0,
+            cr2: 0,
+            cr3: 0,
+            cr4: 0,
+            cr8: 0,
+            efer: 0,
+            apic_base: RESET_APIC_BASE | if id == 0 { APIC_BASE_BSP } else { 0 },
+            cpu: GuestCpu::NO_CPUID,
+        }
+    }
+
+    fn sregs(&self) -> KvmSregs {
+        let seg = |s: &Segment| {
+            let f = segment::fields_from_ar(s.ar);
+            KvmSegment {
+                base: s.base,
+                limit: s.limit,
+                selector: s.selector,
+                type_: f.type_,
+                present: f.present,
+                dpl: f.dpl,
+                db: f.db,
+                s: f.s,
+                l: f.l,
+                g: f.g,
+                avl: f.avl,
+                unusable: f.unusable,
+                padding: 0,
+            }
+        };
+        let dt = |d: &Dtable| KvmDtable {
+            base: d.base,
+            limit: d.limit,
+            padding: [0; 3],
+        };
+        KvmSregs {
+            cs: seg(&self.segs[0]),
+            ds: seg(&self.segs[1]),
+            es: seg(&self.segs[2]),
+            fs: seg(&self.segs[3]),
+            gs: seg(&self.segs[4]),
+            ss: seg(&self.segs[5]),
+            tr: seg(&self.segs[6]),
+            ldt: seg(&self.segs[7]),
+            gdt: dt(&self.gdt),
+            idt: dt(&self.idt),
+            cr0: self.cr0,
+            cr2: self.cr2,
+            cr3: self.cr3,
+            cr4: self.cr4,
+            cr8: self.cr8,
+            efer: self.efer,
+            apic_base: self.apic_base,
+            interrupt_bitmap: [0; 4],
+        }
+    }
+
+    /// `KVM_SET_SREGS`: all or nothing.
+    fn set_sregs(&mut self, s: &KvmSregs) -> Result {
+        if !self
+            .cpu
+            .sregs_valid(s.cr0, s.cr3, s.cr4, s.efer, s.cs.l != 0)
+            || !self.cpu.apic_base_valid(s.apic_base)
+        {
+            return Err(EINVAL);
+        }
+        // Pending-interrupt injection through the bitmap is not supported
+        // yet: refuse rather than drop the interrupt.
+        if s.interrupt_bitmap != [0; 4] {
+            return Err(EINVAL);
+        }
+        let segs = [&s.cs, &s.ds, &s.es, &s.fs, &s.gs, &s.ss, &s.tr, &s.ldt];
+        for (i, k) in segs.iter().enumerate() {
+            let f = Fields {
+                type_: k.type_,
+                present: k.present,
+                dpl: k.dpl,
+                db: k.db,
+                s: k.s,
+                l: k.l,
+                g: k.g,
+                avl: k.avl,
+                unusable: k.unusable,
+            };
+            self.segs[i] = Segment {
+                base: k.base,
+                limit: k.limit,
+                selector: k.selector,
+                ar: segment::ar_from_fields(&f, i == SEG_LDT),
+            };
+        }
+        self.gdt = Dtable {
+            base: s.gdt.base,
+            limit: s.gdt.limit,
+        };
+        self.idt = Dtable {
+            base: s.idt.base,
+            limit: s.idt.limit,
+        };
+        self.cr0 = s.cr0;
+        self.cr2 = s.cr2;
+        self.cr3 = s.cr3;
+        self.cr4 = s.cr4;
+        // KVM ignores a CR8 with reserved bits set here (kvm_set_cr8 fails).
+        if s.cr8 & !0xf == 0 {
+            self.cr8 = s.cr8;
+        }
+        self.efer = s.efer;
+        self.apic_base = s.apic_base;
+        Ok(())
+    }
+}
+
+/// A vCPU. Owned by its VM; reached by the VMM through a [`VcpuFd`].
+#[pin_data]
+pub(crate) struct Vcpu {
+    id: u32,
+    /// The `kvm_run` page (mmap offset 0) and the PIO data page (offset 1).
+    pages: [Page; abi::VCPU_MMAP_PAGES],
+    /// Serializes the vCPU ioctls, as KVM's `vcpu->mutex` does.
+    #[pin]
+    state: Mutex<State>,
+}
+
+impl Vcpu {
+    /// A vCPU in the reset state.
+    pub(crate) fn new(id: u32) -> Result<Arc<Self>> {
+        let page = || Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+        let pages = [page()?, page()?];
+        let state = State::reset(id);
+        Arc::pin_init(
+            pin_init!(Self {
+                id,
+                pages,
+                state <- new_mutex!(state),
+            }),
+            GFP_KERNEL_ACCOUNT,
+        )
+    }
+
+    /// The vCPU id given to `KVM_CREATE_VCPU`.
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+/// What a vCPU fd holds: the vCPU and a reference on its VM.
+pub(crate) struct VcpuFd {
+    pub(crate) vm: Arc<Vm>,
+    pub(crate) vcpu: Arc<Vcpu>,
+}
+
+impl VcpuFd {
+    /// The fops of vCPU fds.
+    pub(crate) fn fops() -> &'static fd::Fops {
+        &VCPU_FOPS
+    }
+}
+
+impl fd::FdObject for VcpuFd {
+    fn ioctl(this: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
+        this.vm.check_caller()?;
+        let user = |size| UserSlice::new(UserPtr::from_addr(arg), size);
+        let vcpu = &this.vcpu;
+        match cmd {
+            abi::KVM_GET_REGS => {
+                let regs = vcpu.state.lock().regs;
+                user(size_of::<KvmRegs>()).writer().write(&regs)?;
+            }
+            abi::KVM_SET_REGS => {
+                let mut regs = user(size_of::<KvmRegs>()).reader().read::<KvmRegs>()?;
+                regs.rflags |= RFLAGS_FIXED;
+                vcpu.state.lock().regs = regs;
+            }
+            abi::KVM_GET_SREGS => {
+                let sregs = vcpu.state.lock().sregs();
+                user(size_of::<KvmSregs>()).writer().write(&sregs)?;
+            }
+            abi::KVM_SET_SREGS => {
+                let sregs = user(size_of::<KvmSregs>()).reader().read::<KvmSregs>()?;
+                vcpu.state.lock().set_sregs(&sregs)?;
+            }
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+}
+
+/// `mmap` of a vCPU fd: page 0 is `kvm_run`, page 1 the PIO data page.
+///
+/// # Safety
+///
+/// Called by the VFS with the mmap lock held for writing, on a vCPU fd.
+unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    // SAFETY: a file operation on a vCPU fd.
+    let this = unsafe { fd::borrow::<VcpuFd>(file) };
+    // SAFETY: the VFS passes a VMA under construction, with the mmap lock
+    // held, for the duration of this call.
+    let vma = unsafe { kernel::mm::virt::VmaNew::from_raw(vma) };
+    // SAFETY: as above; `vm_pgoff` is not modified while we run.
+    let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff };
+    let npages = (vma.end() - vma.start()) >> bindings::PAGE_SHIFT;
+    let Some(pages) = pgoff
+        .checked_add(npages)
+        .and_then(|end| this.vcpu.pages.get(pgoff..end))
+    else {
+        return EINVAL.to_errno();
+    };
+    let mixed = vma.set_mixedmap();
+    for (i, page) in pages.iter().enumerate() {
+        let addr = vma.start() + (i << bindings::PAGE_SHIFT);
+        if let Err(e) = mixed.vm_insert_page(addr, page) {
+            return e.to_errno();
+        }
+    }
+    0
+}

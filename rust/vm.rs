@@ -1,0 +1,154 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A virtual machine: its memory slots and vCPUs, behind a VM fd.
+//!
+//! Lifetimes: the VM fd and every vCPU fd hold an `Arc<Vm>`, so the VM lives
+//! while any of its fds is open and fds may be closed in any order. The VM
+//! owns its vCPUs (KVM never destroys a vCPU before its VM either: closing a
+//! vCPU fd does not free the id). Model: `virt/kvm/kvm_main.c`.
+
+use kernel::{
+    alloc::KVec,
+    mm::Mm,
+    new_mutex,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc,
+        ArcBorrow,
+        Mutex, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+use crate::{
+    abi, fd,
+    memslot::{
+        region::Request,
+        Memslots, //
+    },
+    vcpu::{
+        Vcpu,
+        VcpuFd, //
+    },
+};
+
+static VM_FOPS: fd::Fops = fd::fops::<Vm>(None);
+
+/// A VM.
+///
+/// # Invariants
+///
+/// `vcpus` holds at most [`abi::MAX_VCPUS`] vCPUs with distinct ids below
+/// that bound.
+#[pin_data]
+pub(crate) struct Vm {
+    /// The address space of the process that created the VM: guest memory
+    /// lives there, and only that process may use the VM.
+    mm: ARef<Mm>,
+    /// Memory slots; the mutex serializes updates (KVM's `slots_lock`).
+    #[pin]
+    slots: Mutex<Memslots>,
+    /// The vCPUs, in creation order.
+    #[pin]
+    vcpus: Mutex<KVec<Arc<Vcpu>>>,
+}
+
+/// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
+pub(crate) fn create(vm_type: usize) -> Result<isize> {
+    if vm_type != 0 {
+        return Err(EINVAL);
+    }
+    let mm = {
+        let task = current!();
+        let mm = task.mm().ok_or(EINVAL)?;
+        ARef::from(&**mm)
+    };
+    let vm = Arc::pin_init(
+        pin_init!(Vm {
+            mm,
+            slots <- new_mutex!(Memslots::default()),
+            vcpus <- new_mutex!(KVec::new()),
+        }),
+        GFP_KERNEL_ACCOUNT,
+    )?;
+    fd::install(c"rkvm-vm", &VM_FOPS, vm)
+}
+
+impl Vm {
+    /// KVM refuses ioctls from processes other than the creator with -EIO.
+    pub(crate) fn check_caller(&self) -> Result {
+        let task = current!();
+        match task.mm() {
+            Some(mm) if mm.as_raw() == self.mm.as_raw() => Ok(()),
+            _ => Err(EIO),
+        }
+    }
+
+    fn set_memory_region(&self, req: abi::KvmUserspaceMemoryRegion2) -> Result<isize> {
+        let req = Request {
+            slot: req.slot,
+            flags: req.flags,
+            guest_phys_addr: req.guest_phys_addr,
+            memory_size: req.memory_size,
+            userspace_addr: req.userspace_addr,
+        };
+        self.slots.lock().apply(&req)?;
+        Ok(0)
+    }
+
+    fn create_vcpu(self: &Arc<Self>, id: usize) -> Result<isize> {
+        let id = u32::try_from(id)
+            .ok()
+            .filter(|id| *id < abi::MAX_VCPUS)
+            .ok_or(EINVAL)?;
+        let mut vcpus = self.vcpus.lock();
+        if vcpus.len() >= abi::MAX_VCPUS as usize {
+            return Err(EINVAL);
+        }
+        if vcpus.iter().any(|v| v.id() == id) {
+            return Err(EEXIST);
+        }
+        let vcpu = Vcpu::new(id)?;
+        vcpus.reserve(1, GFP_KERNEL_ACCOUNT)?;
+        let vcpu_fd = Arc::new(
+            VcpuFd {
+                vm: self.clone(),
+                vcpu: vcpu.clone(),
+            },
+            GFP_KERNEL_ACCOUNT,
+        )?;
+        let fd = fd::install(c"rkvm-vcpu", VcpuFd::fops(), vcpu_fd)?;
+        // INVARIANT: id and count were checked under the lock; `reserve`
+        // made room, so the push cannot fail.
+        vcpus.push(vcpu, GFP_KERNEL_ACCOUNT)?;
+        Ok(fd)
+    }
+}
+
+impl fd::FdObject for Vm {
+    fn ioctl(this: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
+        this.check_caller()?;
+        let user = |size| UserSlice::new(UserPtr::from_addr(arg), size);
+        match cmd {
+            abi::KVM_CHECK_EXTENSION => Ok(abi::check_extension(arg)),
+            abi::KVM_SET_USER_MEMORY_REGION => {
+                let r = user(core::mem::size_of::<abi::KvmUserspaceMemoryRegion>())
+                    .reader()
+                    .read::<abi::KvmUserspaceMemoryRegion>()?;
+                this.set_memory_region(r.into())
+            }
+            abi::KVM_SET_USER_MEMORY_REGION2 => {
+                let r = user(core::mem::size_of::<abi::KvmUserspaceMemoryRegion2>())
+                    .reader()
+                    .read::<abi::KvmUserspaceMemoryRegion2>()?;
+                this.set_memory_region(r)
+            }
+            abi::KVM_CREATE_VCPU => Arc::from(this).create_vcpu(arg),
+            _ => Err(EINVAL),
+        }
+    }
+}

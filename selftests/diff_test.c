@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Differential tests: the same ioctl sequence on kvm_intel's /dev/kvm and on
+ * /dev/rkvm, in one process, must give the same results and the same state.
+ * Needs both modules loaded (rkvm only reads MSRs at load time, so it loads
+ * beside kvm_intel). With RKVM_REQUIRE_REF=1, a missing /dev/kvm fails
+ * instead of skipping.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stddef.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "rkvm_util.h"
+
+struct side {
+	const char *name;
+	int dev, vm, vcpu;
+};
+
+FIXTURE(pair) {
+	struct side s[2];	/* [0] = kvm_intel, [1] = rkvm */
+};
+
+static void side_open(struct __test_metadata *_metadata, struct side *s, const char *path)
+{
+	s->name = path;
+	s->dev = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, s->dev) TH_LOG("open %s: %s", path, strerror(errno));
+	s->vm = ioctl(s->dev, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, s->vm) TH_LOG("%s: KVM_CREATE_VM: %s", path, strerror(errno));
+	s->vcpu = ioctl(s->vm, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, s->vcpu) TH_LOG("%s: KVM_CREATE_VCPU: %s", path, strerror(errno));
+}
+
+FIXTURE_SETUP(pair)
+{
+	if (access("/dev/kvm", F_OK)) {
+		const char *req = getenv("RKVM_REQUIRE_REF");
+
+		ASSERT_FALSE(req && *req == '1') TH_LOG("/dev/kvm (kvm_intel) is not loaded");
+		SKIP(return, "no /dev/kvm to compare with");
+	}
+	side_open(_metadata, &self->s[0], "/dev/kvm");
+	side_open(_metadata, &self->s[1], "/dev/rkvm");
+}
+
+FIXTURE_TEARDOWN(pair)
+{
+	for (int i = 0; i < 2; i++) {
+		close(self->s[i].vcpu);
+		close(self->s[i].vm);
+		close(self->s[i].dev);
+	}
+}
+
+static void dump_seg(const char *n, const struct kvm_segment *a, const struct kvm_segment *b)
+{
+	if (!memcmp(a, b, sizeof(*a)))
+		return;
+	fprintf(stderr, "#   %s: kvm base %llx lim %x sel %x type %x p%u dpl%u db%u s%u l%u g%u avl%u u%u\n"
+		"#   %*s rkvm base %llx lim %x sel %x type %x p%u dpl%u db%u s%u l%u g%u avl%u u%u\n",
+		n, a->base, a->limit, a->selector, a->type, a->present, a->dpl, a->db, a->s, a->l,
+		a->g, a->avl, a->unusable, (int)strlen(n), "", b->base, b->limit, b->selector,
+		b->type, b->present, b->dpl, b->db, b->s, b->l, b->g, b->avl, b->unusable);
+}
+
+/* Compares the two sides' SREGS field by field, logging what differs. */
+static bool same_sregs(struct __test_metadata *_metadata, struct side *s, const char *what)
+{
+	struct kvm_sregs a, b;
+
+	EXPECT_EQ(0, ioctl(s[0].vcpu, KVM_GET_SREGS, &a));
+	EXPECT_EQ(0, ioctl(s[1].vcpu, KVM_GET_SREGS, &b));
+	if (!memcmp(&a, &b, sizeof(a)))
+		return true;
+	fprintf(stderr, "# SREGS differ after %s:\n", what);
+	dump_seg("cs", &a.cs, &b.cs); dump_seg("ds", &a.ds, &b.ds);
+	dump_seg("es", &a.es, &b.es); dump_seg("fs", &a.fs, &b.fs);
+	dump_seg("gs", &a.gs, &b.gs); dump_seg("ss", &a.ss, &b.ss);
+	dump_seg("tr", &a.tr, &b.tr); dump_seg("ldt", &a.ldt, &b.ldt);
+#define CMP(f) if (a.f != b.f) fprintf(stderr, "#   " #f ": kvm %llx rkvm %llx\n", \
+				       (unsigned long long)a.f, (unsigned long long)b.f)
+	CMP(gdt.base); CMP(gdt.limit); CMP(idt.base); CMP(idt.limit);
+	CMP(cr0); CMP(cr2); CMP(cr3); CMP(cr4); CMP(cr8); CMP(efer); CMP(apic_base);
+	CMP(interrupt_bitmap[0]); CMP(interrupt_bitmap[1]);
+#undef CMP
+	return false;
+}
+
+TEST_F(pair, reset_regs_and_sregs_match)
+{
+	struct kvm_regs a, b;
+
+	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_GET_REGS, &a));
+	ASSERT_EQ(0, ioctl(self->s[1].vcpu, KVM_GET_REGS, &b));
+	EXPECT_EQ(0, memcmp(&a, &b, sizeof(a)))
+		TH_LOG("REGS differ: rip %llx/%llx rflags %llx/%llx rdx %llx/%llx",
+		       a.rip, b.rip, a.rflags, b.rflags, a.rdx, b.rdx);
+	EXPECT_TRUE(same_sregs(_metadata, self->s, "reset"));
+}
+
+/* One SET_SREGS case: a change applied to the reset state. */
+struct sregs_case {
+	const char *name;
+	void (*apply)(struct kvm_sregs *s);
+};
+
+static void flat_protected(struct kvm_sregs *s)
+{
+	struct kvm_segment code = { .base = 0, .limit = 0xffffffff, .selector = 8, .type = 0xb,
+				    .present = 1, .db = 1, .s = 1, .g = 1 };
+	struct kvm_segment data = code;
+
+	data.selector = 0x10;
+	data.type = 3;
+	s->cs = code;
+	s->ds = s->es = s->fs = s->gs = s->ss = data;
+	s->cr0 = 0x11;
+	s->gdt.base = 0x1000;
+	s->gdt.limit = 0x17;
+}
+static void not_present_data(struct kvm_sregs *s) { flat_protected(s); s->fs.present = 0; s->gs.unusable = 1; }
+static void accessed_cleared(struct kvm_sregs *s) { flat_protected(s); s->cs.type = 0xa; s->ds.type = 2; s->ldt.type = 2; }
+static void odd_fields(struct kvm_sregs *s) { s->es.dpl = 3; s->es.avl = 1; s->es.l = 0; s->fs.padding = 0x55; s->tr.type = 3; }
+static void cr8_reserved(struct kvm_sregs *s) { s->cr8 = 0x1f; }
+static void cr8_valid(struct kvm_sregs *s) { s->cr8 = 0x7; }
+static void apic_base_bsp(struct kvm_sregs *s) { s->apic_base = 0xfee00900; }
+static void apic_base_x2apic(struct kvm_sregs *s) { s->apic_base = 0xfee00c00; }
+static void apic_base_reserved(struct kvm_sregs *s) { s->apic_base = 0xfee00901; }
+static void efer_sce(struct kvm_sregs *s) { s->efer = 1; }
+static void efer_nx_without_cpuid(struct kvm_sregs *s) { s->efer = 0x800; }
+static void cr4_legacy_bits(struct kvm_sregs *s) { s->cr4 = 0x2b0; }
+static void cr4_osxsave(struct kvm_sregs *s) { s->cr4 = 1 << 18; }
+static void cr4_pcide(struct kvm_sregs *s) { s->cr4 = 1 << 17; }
+static void cr0_pg_pe(struct kvm_sregs *s) { flat_protected(s); s->cr0 = 0x80000011; s->cr3 = 0x5000; }
+static void cr0_pg_only(struct kvm_sregs *s) { s->cr0 = 0x80000010; }
+static void cr0_high_bits(struct kvm_sregs *s) { s->cr0 = 0x100000010ULL; }
+static void cr2_cr3(struct kvm_sregs *s) { s->cr2 = 0xdeadbeef; s->cr3 = 0x123000; }
+static void long_mode_no_cpuid(struct kvm_sregs *s) { flat_protected(s); s->cr0 = 0x80000011; s->cr4 = 0x20; s->efer = 0x500; s->cs.l = 1; s->cs.db = 0; }
+static void lme_without_paging(struct kvm_sregs *s) { s->efer = 0x100; }
+static void cs_l_in_real_mode(struct kvm_sregs *s) { s->cs.l = 1; }
+static void dtables(struct kvm_sregs *s) { s->idt.base = 0xffffffff12345678ULL; s->idt.limit = 0x7ff; s->gdt.padding[1] = 9; }
+
+static const struct sregs_case cases[] = {
+	{ "flat_protected", flat_protected }, { "not_present_data", not_present_data },
+	{ "accessed_cleared", accessed_cleared }, { "odd_fields", odd_fields },
+	{ "cr8_reserved", cr8_reserved }, { "cr8_valid", cr8_valid },
+	{ "apic_base_bsp", apic_base_bsp }, { "apic_base_x2apic", apic_base_x2apic },
+	{ "apic_base_reserved", apic_base_reserved }, { "efer_sce", efer_sce },
+	{ "efer_nx_without_cpuid", efer_nx_without_cpuid }, { "cr4_legacy_bits", cr4_legacy_bits },
+	{ "cr4_osxsave", cr4_osxsave }, { "cr4_pcide", cr4_pcide }, { "cr0_pg_pe", cr0_pg_pe },
+	{ "cr0_pg_only", cr0_pg_only }, { "cr0_high_bits", cr0_high_bits }, { "cr2_cr3", cr2_cr3 },
+	{ "long_mode_no_cpuid", long_mode_no_cpuid }, { "lme_without_paging", lme_without_paging },
+	{ "cs_l_in_real_mode", cs_l_in_real_mode }, { "dtables", dtables },
+};
+
+TEST_F(pair, set_sregs_cases_match)
+{
+	struct kvm_sregs reset;
+
+	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_GET_SREGS, &reset));
+	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r[2], e[2];
+
+		for (int k = 0; k < 2; k++) {
+			struct kvm_sregs s = reset;
+
+			/* Start each case from the reset state on both sides. */
+			ASSERT_EQ(0, ioctl(self->s[k].vcpu, KVM_SET_SREGS, &reset));
+			cases[i].apply(&s);
+			errno = 0;
+			r[k] = ioctl(self->s[k].vcpu, KVM_SET_SREGS, &s);
+			e[k] = errno;
+		}
+		EXPECT_EQ(r[0], r[1]) TH_LOG("%s: kvm %d (%s), rkvm %d (%s)", cases[i].name,
+					     r[0], strerror(e[0]), r[1], strerror(e[1]));
+		if (r[0] && r[1]) {
+			EXPECT_EQ(e[0], e[1]) TH_LOG("%s: errno", cases[i].name);
+		}
+		EXPECT_TRUE(same_sregs(_metadata, self->s, cases[i].name)) TH_LOG("%s", cases[i].name);
+	}
+}
+
+TEST_F(pair, set_regs_match)
+{
+	struct kvm_regs in = { .rax = 1, .rbx = 2, .rcx = 3, .rdx = 4, .rsi = 5, .rdi = 6,
+			       .rsp = 7, .rbp = 8, .r8 = 9, .r15 = ~0ULL, .rip = 0x1234,
+			       .rflags = 0xffffffffffffffffULL }, a, b;
+
+	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_SET_REGS, &in));
+	ASSERT_EQ(0, ioctl(self->s[1].vcpu, KVM_SET_REGS, &in));
+	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_GET_REGS, &a));
+	ASSERT_EQ(0, ioctl(self->s[1].vcpu, KVM_GET_REGS, &b));
+	EXPECT_EQ(a.rflags, b.rflags);
+	EXPECT_EQ(0, memcmp(&a, &b, sizeof(a)));
+}
+
+TEST_F(pair, second_vcpu_reset_state_matches)
+{
+	int v[2];
+
+	for (int k = 0; k < 2; k++) {
+		v[k] = ioctl(self->s[k].vm, KVM_CREATE_VCPU, 1);
+		ASSERT_LE(0, v[k]);
+	}
+	struct side second[2] = { { "kvm", -1, -1, v[0] }, { "rkvm", -1, -1, v[1] } };
+
+	EXPECT_TRUE(same_sregs(_metadata, second, "creating vCPU 1"));
+	close(v[0]);
+	close(v[1]);
+}
+
+TEST_HARNESS_MAIN
