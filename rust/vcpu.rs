@@ -28,6 +28,8 @@ use kernel::{
 use crate::{
     abi::{
         self,
+        KvmCpuid2,
+        KvmCpuidEntry2,
         KvmDtable,
         KvmRegs,
         KvmSegment,
@@ -36,6 +38,7 @@ use crate::{
     fd,
     vm::Vm,
     x86::{
+        cpuid,
         segment::{
             self,
             Fields,
@@ -79,7 +82,9 @@ struct State {
     cr8: u64,
     efer: u64,
     apic_base: u64,
-    /// The features the guest's CPUID grants.
+    /// The guest's CPUID, as set by `KVM_SET_CPUID2`.
+    cpuid: KVec<cpuid::Entry>,
+    /// The features it grants.
     cpu: GuestCpu,
 }
 
@@ -128,6 +133,7 @@ impl State {
             cr8: 0,
             efer: 0,
             apic_base: RESET_APIC_BASE | if id == 0 { APIC_BASE_BSP } else { 0 },
+            cpuid: KVec::new(),
             cpu: GuestCpu::NO_CPUID,
         }
     }
@@ -303,10 +309,77 @@ impl fd::FdObject for VcpuFd {
                 let sregs = user(size_of::<KvmSregs>()).reader().read::<KvmSregs>()?;
                 vcpu.state.lock().set_sregs(&sregs)?;
             }
+            abi::KVM_SET_CPUID2 => set_cpuid2(vcpu, arg)?,
+            abi::KVM_GET_CPUID2 => get_cpuid2(vcpu, arg)?,
             _ => return Err(EINVAL),
         }
         Ok(0)
     }
+}
+
+/// The user address of the entries that follow a `struct kvm_cpuid2`.
+fn entries_addr(arg: usize) -> Result<usize> {
+    arg.checked_add(size_of::<KvmCpuid2>()).ok_or(EFAULT)
+}
+
+/// `KVM_SET_CPUID2`: all or nothing. Until `KVM_RUN` exists a vCPU has
+/// never run, so the CPUID may always be replaced.
+fn set_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
+    let header = UserSlice::new(UserPtr::from_addr(arg), size_of::<KvmCpuid2>())
+        .reader()
+        .read::<KvmCpuid2>()?;
+    let nent = header.nent as usize;
+    if nent > cpuid::MAX_ENTRIES {
+        return Err(E2BIG);
+    }
+    let mut entries = KVec::with_capacity(nent, GFP_KERNEL_ACCOUNT)?;
+    let mut reader = UserSlice::new(
+        UserPtr::from_addr(entries_addr(arg)?),
+        nent * size_of::<KvmCpuidEntry2>(),
+    )
+    .reader();
+    for _ in 0..nent {
+        entries.push(reader.read::<KvmCpuidEntry2>()?.into(), GFP_KERNEL_ACCOUNT)?;
+    }
+    if !cpuid::valid(&entries) {
+        return Err(EINVAL);
+    }
+    let mut state = vcpu.state.lock();
+    state.cpu = cpuid::guest_cpu(&entries);
+    state.cpuid = entries;
+    Ok(())
+}
+
+/// `KVM_GET_CPUID2`: `E2BIG` (and `nent` untouched) when the buffer is too
+/// small, as in KVM; the bits KVM owns at run time are brought up to date.
+fn get_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
+    let header = UserSlice::new(UserPtr::from_addr(arg), size_of::<KvmCpuid2>())
+        .reader()
+        .read::<KvmCpuid2>()?;
+    let mut state = vcpu.state.lock();
+    let n = state.cpuid.len();
+    if (header.nent as usize) < n {
+        return Err(E2BIG);
+    }
+    let (cr4, apic_base) = (state.cr4, state.apic_base);
+    cpuid::update_runtime(&mut state.cpuid, cr4, apic_base);
+    let mut writer = UserSlice::new(
+        UserPtr::from_addr(entries_addr(arg)?),
+        n * size_of::<KvmCpuidEntry2>(),
+    )
+    .writer();
+    for e in state.cpuid.iter() {
+        writer.write(&KvmCpuidEntry2::from(e))?;
+    }
+    drop(state);
+    let out = KvmCpuid2 {
+        nent: n as u32,
+        padding: header.padding,
+    };
+    UserSlice::new(UserPtr::from_addr(arg), size_of::<KvmCpuid2>())
+        .writer()
+        .write(&out)?;
+    Ok(())
 }
 
 /// `mmap` of a vCPU fd: page 0 is `kvm_run`, page 1 the PIO data page.

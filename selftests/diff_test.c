@@ -145,6 +145,28 @@ static void lme_without_paging(struct kvm_sregs *s) { s->efer = 0x100; }
 static void cs_l_in_real_mode(struct kvm_sregs *s) { s->cs.l = 1; }
 static void dtables(struct kvm_sregs *s) { s->idt.base = 0xffffffff12345678ULL; s->idt.limit = 0x7ff; s->gdt.padding[1] = 9; }
 
+static void long_mode(struct kvm_sregs *s) { long_mode_no_cpuid(s); s->cr3 = 0x10000; }
+static void long_mode_nx(struct kvm_sregs *s) { long_mode(s); s->efer |= 0x800; }
+static void long_mode_cr3_beyond_maxphyaddr(struct kvm_sregs *s) { long_mode(s); s->cr3 = 1ULL << 40; }
+static void long_mode_without_pae(struct kvm_sregs *s) { long_mode(s); s->cr4 = 0; }
+static void long_mode_without_lma(struct kvm_sregs *s) { long_mode(s); s->efer = 0x100; }
+static void apic_base_x2apic_mode(struct kvm_sregs *s) { s->apic_base = 0xfee00c00; }
+static void apic_base_x2apic_disabled(struct kvm_sregs *s) { s->apic_base = 0xfee00400; }
+static void apic_base_high(struct kvm_sregs *s) { s->apic_base = 0xfee00800 | 1ULL << 39; }
+static void apic_base_beyond_maxphyaddr(struct kvm_sregs *s) { s->apic_base = 0xfee00800 | 1ULL << 40; }
+
+static const struct sregs_case lm_cases[] = {
+	{ "long_mode", long_mode }, { "long_mode_nx", long_mode_nx },
+	{ "long_mode_cr3_beyond_maxphyaddr", long_mode_cr3_beyond_maxphyaddr },
+	{ "long_mode_without_pae", long_mode_without_pae },
+	{ "long_mode_without_lma", long_mode_without_lma },
+	{ "apic_base_x2apic_mode", apic_base_x2apic_mode },
+	{ "apic_base_x2apic_disabled", apic_base_x2apic_disabled },
+	{ "apic_base_high", apic_base_high },
+	{ "apic_base_beyond_maxphyaddr", apic_base_beyond_maxphyaddr },
+	{ "efer_nx", efer_nx_without_cpuid }, { "cr4_osxsave", cr4_osxsave },
+};
+
 static const struct sregs_case cases[] = {
 	{ "flat_protected", flat_protected }, { "not_present_data", not_present_data },
 	{ "accessed_cleared", accessed_cleared }, { "odd_fields", odd_fields },
@@ -197,6 +219,73 @@ TEST_F(pair, set_regs_match)
 	ASSERT_EQ(0, ioctl(self->s[1].vcpu, KVM_GET_REGS, &b));
 	EXPECT_EQ(a.rflags, b.rflags);
 	EXPECT_EQ(0, memcmp(&a, &b, sizeof(a)));
+}
+
+/* A long-mode capable CPUID: LM, NX, x2APIC, 40-bit physical addresses. */
+static void set_long_mode_cpuid(struct __test_metadata *_metadata, int vcpu)
+{
+	static struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[8];
+	} c;
+
+	memset(&c, 0, sizeof(c));
+	c.hdr.nent = 6;
+	c.e[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd, .ebx = 0x756e6547,
+					    .ecx = 0x6c65746e, .edx = 0x49656e69 };
+	c.e[1] = (struct kvm_cpuid_entry2){ .function = 1, .eax = 0x306c3,
+					    .ecx = 1u << 21 | 1u << 27, .edx = 0x0f8bfbff };
+	c.e[2] = (struct kvm_cpuid_entry2){ .function = 0x80000000, .eax = 0x80000008 };
+	c.e[3] = (struct kvm_cpuid_entry2){ .function = 0x80000001, .edx = 1u << 29 | 1u << 20 };
+	c.e[4] = (struct kvm_cpuid_entry2){ .function = 0x80000008, .eax = 0x3028 };
+	c.e[5] = (struct kvm_cpuid_entry2){ .function = 0xd, .index = 0, .flags = 1, .eax = 1 };
+	ASSERT_EQ(0, ioctl(vcpu, KVM_SET_CPUID2, &c)) TH_LOG("KVM_SET_CPUID2: %s", strerror(errno));
+}
+
+TEST_F(pair, cpuid_runtime_bits_match)
+{
+	static struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[8];
+	} a, b;
+
+	for (int k = 0; k < 2; k++)
+		set_long_mode_cpuid(_metadata, self->s[k].vcpu);
+	a.hdr.nent = b.hdr.nent = 8;
+	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_GET_CPUID2, &a));
+	ASSERT_EQ(0, ioctl(self->s[1].vcpu, KVM_GET_CPUID2, &b));
+	ASSERT_EQ(a.hdr.nent, b.hdr.nent);
+	for (unsigned int i = 0; i < a.hdr.nent; i++) {
+		EXPECT_EQ(0, memcmp(&a.e[i], &b.e[i], sizeof(a.e[i])))
+			TH_LOG("leaf %#x.%u: kvm %08x %08x %08x %08x rkvm %08x %08x %08x %08x",
+			       a.e[i].function, a.e[i].index, a.e[i].eax, a.e[i].ebx, a.e[i].ecx,
+			       a.e[i].edx, b.e[i].eax, b.e[i].ebx, b.e[i].ecx, b.e[i].edx);
+	}
+}
+
+TEST_F(pair, set_sregs_cases_match_with_long_mode_cpuid)
+{
+	struct kvm_sregs reset;
+
+	for (int k = 0; k < 2; k++)
+		set_long_mode_cpuid(_metadata, self->s[k].vcpu);
+	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_GET_SREGS, &reset));
+	for (unsigned int i = 0; i < sizeof(lm_cases) / sizeof(lm_cases[0]); i++) {
+		int r[2], e[2];
+
+		for (int k = 0; k < 2; k++) {
+			struct kvm_sregs s = reset;
+
+			ASSERT_EQ(0, ioctl(self->s[k].vcpu, KVM_SET_SREGS, &reset));
+			lm_cases[i].apply(&s);
+			errno = 0;
+			r[k] = ioctl(self->s[k].vcpu, KVM_SET_SREGS, &s);
+			e[k] = errno;
+		}
+		EXPECT_EQ(r[0], r[1]) TH_LOG("%s: kvm %d (%s), rkvm %d (%s)", lm_cases[i].name,
+					     r[0], strerror(e[0]), r[1], strerror(e[1]));
+		EXPECT_TRUE(same_sregs(_metadata, self->s, lm_cases[i].name)) TH_LOG("%s", lm_cases[i].name);
+	}
 }
 
 TEST_F(pair, second_vcpu_reset_state_matches)

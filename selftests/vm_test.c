@@ -262,6 +262,56 @@ TEST_F(vm, set_sregs_rejects_invalid_control_registers)
 	close(vcpu);
 }
 
+/* A kvm_cpuid2 with room for n entries. */
+struct cpuid_buf {
+	struct kvm_cpuid2 hdr;
+	struct kvm_cpuid_entry2 e[300];
+};
+
+TEST_F(vm, cpuid2_sizes_and_round_trip)
+{
+	static struct cpuid_buf in, out;
+	int vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);
+
+	ASSERT_LE(0, vcpu);
+	/* More than KVM_MAX_CPUID_ENTRIES (256): E2BIG. */
+	in.hdr.nent = 257;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(vcpu, KVM_SET_CPUID2, &in));
+	EXPECT_EQ(E2BIG, errno);
+	/* Nothing set yet: GET returns zero entries. */
+	out.hdr.nent = 300;
+	ASSERT_EQ(0, ioctl(vcpu, KVM_GET_CPUID2, &out));
+	EXPECT_EQ(0U, out.hdr.nent);
+
+	memset(&in, 0, sizeof(in));
+	in.hdr.nent = 3;
+	in.e[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 0xd };
+	in.e[1] = (struct kvm_cpuid_entry2){ .function = 0x80000000, .eax = 0x80000008 };
+	in.e[2] = (struct kvm_cpuid_entry2){ .function = 0x80000008, .eax = 0x3028 };
+	ASSERT_EQ(0, ioctl(vcpu, KVM_SET_CPUID2, &in));
+	/* Too small a buffer: E2BIG, nent untouched. */
+	out.hdr.nent = 2;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(vcpu, KVM_GET_CPUID2, &out));
+	EXPECT_EQ(E2BIG, errno);
+	EXPECT_EQ(2U, out.hdr.nent);
+	out.hdr.nent = 300;
+	ASSERT_EQ(0, ioctl(vcpu, KVM_GET_CPUID2, &out));
+	ASSERT_EQ(3U, out.hdr.nent);
+	EXPECT_EQ(0, memcmp(in.e, out.e, 3 * sizeof(in.e[0])));
+	/* A linear-address width other than 48 or 57 bits: EINVAL. */
+	in.e[2].eax = 0x3128;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(vcpu, KVM_SET_CPUID2, &in));
+	EXPECT_EQ(EINVAL, errno);
+	/* Bad pointer to the entries. */
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(vcpu, KVM_SET_CPUID2, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+	close(vcpu);
+}
+
 TEST_F(vm, vcpu_mmap_maps_run_and_pio_pages)
 {
 	int vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);

@@ -10,7 +10,8 @@ use kernel::{
     ioctl::{
         _IO,
         _IOR,
-        _IOW, //
+        _IOW,
+        _IOWR, //
     },
     transmute::{
         AsBytes,
@@ -46,6 +47,10 @@ pub(crate) const KVM_SET_REGS: u32 = _IOW::<KvmRegs>(KVMIO, 0x82);
 pub(crate) const KVM_GET_SREGS: u32 = _IOR::<KvmSregs>(KVMIO, 0x83);
 /// vCPU ioctl: writes them.
 pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
+/// vCPU ioctl: sets the guest's CPUID.
+pub(crate) const KVM_SET_CPUID2: u32 = _IOW::<KvmCpuid2>(KVMIO, 0x90);
+/// vCPU ioctl: reads the guest's CPUID.
+pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
 
 /// Capability numbers rkvm reports (`KVM_CAP_*`).
 mod cap {
@@ -184,6 +189,28 @@ pub(crate) struct KvmSregs {
     pub(crate) interrupt_bitmap: [u64; 4],
 }
 
+/// `struct kvm_cpuid2` without its flexible array of entries.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmCpuid2 {
+    pub(crate) nent: u32,
+    pub(crate) padding: u32,
+}
+
+/// `struct kvm_cpuid_entry2`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmCpuidEntry2 {
+    pub(crate) function: u32,
+    pub(crate) index: u32,
+    pub(crate) flags: u32,
+    pub(crate) eax: u32,
+    pub(crate) ebx: u32,
+    pub(crate) ecx: u32,
+    pub(crate) edx: u32,
+    pub(crate) padding: [u32; 3],
+}
+
 /// Implements the byte-level traits for ABI structures.
 macro_rules! abi_struct {
     ($($t:ty = $size:expr),* $(,)?) => {
@@ -206,6 +233,8 @@ abi_struct!(
     KvmSegment = 24,
     KvmDtable = 16,
     KvmSregs = 312,
+    KvmCpuid2 = 8,
+    KvmCpuidEntry2 = 40,
 );
 
 impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
@@ -220,6 +249,35 @@ impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
             guest_memfd: 0,
             pad1: 0,
             pad2: [0; 14],
+        }
+    }
+}
+
+impl From<KvmCpuidEntry2> for crate::x86::cpuid::Entry {
+    fn from(e: KvmCpuidEntry2) -> Self {
+        Self {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+        }
+    }
+}
+
+impl From<&crate::x86::cpuid::Entry> for KvmCpuidEntry2 {
+    fn from(e: &crate::x86::cpuid::Entry) -> Self {
+        Self {
+            function: e.function,
+            index: e.index,
+            flags: e.flags,
+            eax: e.eax,
+            ebx: e.ebx,
+            ecx: e.ecx,
+            edx: e.edx,
+            padding: [0; 3],
         }
     }
 }

@@ -2,6 +2,7 @@
 
 //! x86 architectural state and the rules that govern it.
 
+pub(crate) mod cpuid;
 pub(crate) mod segment;
 pub(crate) mod sregs;
 

@@ -198,11 +198,22 @@ class Run:
             self.problems.append("no test suite reported (missing TAP results)")
 
 
+# Lines that open a kernel report; other SPLAT lines (RIP, Call Trace, ...)
+# within REPORT_SPAN lines of an opening belong to that report.
+REPORT_HEAD = re.compile(
+    r"(WARNING:|BUG:|INFO: |kernel BUG at|Oops|general protection fault|"
+    r"Kernel panic|unreferenced object|panicked at|UBSAN:|KASAN:)"
+)
+REPORT_SPAN = 80
+
+
 def find_splats(text):
-    """Lines of kernel reports, minus the known Bochs artifacts' reports."""
+    """One line per kernel report (its first line), minus the known Bochs
+    artifacts' reports."""
     found = []
     skipping = False
-    for raw in text.splitlines():
+    last_head = None
+    for n, raw in enumerate(text.splitlines()):
         line = raw.rstrip("\r")
         if skipping:
             if END_TRACE.search(line):
@@ -211,8 +222,12 @@ def find_splats(text):
         if any(p.search(line) for p in KNOWN_ARTIFACTS):
             skipping = True
             continue
-        if SPLAT.search(line):
+        if not SPLAT.search(line):
+            continue
+        in_report = last_head is not None and n - last_head <= REPORT_SPAN
+        if REPORT_HEAD.search(line) or not in_report:
             found.append(line.strip())
+            last_head = n
     return found
 
 

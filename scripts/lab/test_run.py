@@ -52,6 +52,24 @@ class SplatScan(unittest.TestCase):
         line = "[    5.0] WARNING: mm/slub.c:1 at foo+0x1/0x2, CPU#1: swapper/1"
         self.assertEqual(run.find_splats(ARTIFACT + line + "\n"), [line])
 
+    def test_one_report_counts_once(self):
+        report = """\
+[   94.36] WARNING: rust/rkvm.rs:45 at init_module+0x11/0x1000 [rkvm], CPU#1: insmod/99
+[   94.37] Modules linked in: rkvm(O+)
+[   94.38] RIP: 0010:init_module+0x11/0x1000 [rkvm]
+[   94.39] Call Trace:
+[   94.40]  <TASK>
+[   94.41] RIP: 0033:0x43dd09
+[   94.42] ---[ end trace 0000000000000000 ]---
+"""
+        self.assertEqual(run.find_splats(report), [report.splitlines()[0]])
+        # Two reports: two entries.
+        self.assertEqual(len(run.find_splats(report + report)), 2)
+
+    def test_stray_trace_without_header_is_found(self):
+        line = "[    7.0] Call Trace:"
+        self.assertEqual(run.find_splats(BANNERS + line + "\n"), [line])
+
     def test_same_warning_at_another_line_is_not_excused(self):
         other = ARTIFACT.replace("topology_common.c:95", "topology_common.c:96")
         self.assertIn(other.splitlines()[0], run.find_splats(other))

@@ -14,8 +14,12 @@ pub mod caps;
 #[path = "../../memslot/region.rs"]
 pub mod region;
 
+#[path = "../../x86/cpuid.rs"]
+pub mod cpuid;
 #[path = "../../x86/decode.rs"]
 pub mod decode;
+#[path = "../../vmx/exit.rs"]
+pub mod exit;
 #[path = "../../x86/segment.rs"]
 pub mod segment;
 #[path = "../../x86/sregs.rs"]
@@ -24,7 +28,11 @@ pub mod sregs;
 #[cfg(test)]
 mod caps_tests;
 #[cfg(test)]
+mod cpuid_tests;
+#[cfg(test)]
 mod decode_tests;
+#[cfg(test)]
+mod exit_tests;
 #[cfg(test)]
 mod region_tests;
 #[cfg(test)]

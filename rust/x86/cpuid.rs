@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Guest CPUID as set by `KVM_SET_CPUID2`: lookup, validation, the features
+//! that decide register validity, and the bits KVM owns at run time. Pure
+//! logic over `core`, shared with the host tests.
+//!
+//! Follows `arch/x86/kvm/cpuid.c`: `kvm_find_cpuid_entry_index()`,
+//! `kvm_check_cpuid()`, `cpuid_query_maxphyaddr()` and
+//! `kvm_update_cpuid_runtime()`.
+
+use super::sregs::GuestCpu;
+
+/// `KVM_MAX_CPUID_ENTRIES`.
+pub(crate) const MAX_ENTRIES: usize = 256;
+
+/// `KVM_CPUID_FLAG_SIGNIFCANT_INDEX`: the entry applies to one subleaf.
+const FLAG_SIGNIFICANT_INDEX: u32 = 1;
+
+/// One CPUID leaf (or subleaf) as the VMM gave it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Entry {
+    /// EAX input.
+    pub(crate) function: u32,
+    /// ECX input, when `flags` says it matters.
+    pub(crate) index: u32,
+    /// `KVM_CPUID_FLAG_*`.
+    pub(crate) flags: u32,
+    /// Output EAX.
+    pub(crate) eax: u32,
+    /// Output EBX.
+    pub(crate) ebx: u32,
+    /// Output ECX.
+    pub(crate) ecx: u32,
+    /// Output EDX.
+    pub(crate) edx: u32,
+}
+
+/// The entry answering CPUID(`function`, `index`).
+pub(crate) fn find(entries: &[Entry], function: u32, index: u32) -> Option<usize> {
+    entries.iter().position(|e| {
+        e.function == function && (e.index == index || e.flags & FLAG_SIGNIFICANT_INDEX == 0)
+    })
+}
+
+/// `kvm_check_cpuid()`: the only linear-address widths KVM's canonical
+/// checks handle are 48 and 57 bits (0 means "not reported").
+pub(crate) fn valid(entries: &[Entry]) -> bool {
+    match find(entries, 0x8000_0008, 0) {
+        Some(i) => matches!((entries[i].eax >> 8) & 0xff, 0 | 48 | 57),
+        None => true,
+    }
+}
+
+fn bit(v: u32, n: u32) -> bool {
+    v & (1 << n) != 0
+}
+
+/// The guest features that decide register validity.
+pub(crate) fn guest_cpu(entries: &[Entry]) -> GuestCpu {
+    let ext = find(entries, 0x8000_0001, 0).map(|i| entries[i]);
+    let leaf1 = find(entries, 1, 0).map(|i| entries[i]);
+    let max_ext = find(entries, 0x8000_0000, 0).map_or(0, |i| entries[i].eax);
+    let maxphyaddr = if max_ext >= 0x8000_0008 {
+        find(entries, 0x8000_0008, 0).map_or(36, |i| entries[i].eax & 0xff)
+    } else {
+        36
+    };
+    GuestCpu {
+        long_mode: ext.is_some_and(|e| bit(e.edx, 29)),
+        nx: ext.is_some_and(|e| bit(e.edx, 20)),
+        x2apic: leaf1.is_some_and(|e| bit(e.ecx, 21)),
+        maxphyaddr,
+    }
+}
+
+/// Size of the XSAVE area for XCR0 = x87 only, the only state rkvm lets a
+/// guest enable today: the legacy region and the header.
+const XSAVE_SIZE_X87: u32 = 512 + 64;
+
+/// Applies the bits KVM owns at run time to `entries`, as
+/// `kvm_update_cpuid_runtime()` does: OSXSAVE and OSPKE mirror CR4,
+/// the APIC flag mirrors IA32_APIC_BASE's global enable, and leaf 0xD
+/// reports the XSAVE area size of the enabled state.
+pub(crate) fn update_runtime(entries: &mut [Entry], cr4: u64, apic_base: u64) {
+    let set = |v: &mut u32, n: u32, on: bool| {
+        if on {
+            *v |= 1 << n;
+        } else {
+            *v &= !(1 << n);
+        }
+    };
+    if let Some(i) = find(entries, 1, 0) {
+        set(&mut entries[i].ecx, 27, cr4 & (1 << 18) != 0);
+        set(&mut entries[i].edx, 9, apic_base & (1 << 11) != 0);
+    }
+    if let Some(i) = find(entries, 7, 0) {
+        set(&mut entries[i].ecx, 4, cr4 & (1 << 22) != 0);
+    }
+    if let Some(i) = find(entries, 0xd, 0) {
+        entries[i].ebx = XSAVE_SIZE_X87;
+    }
+    if let Some(i) = find(entries, 0xd, 1) {
+        // Only with XSAVEC or XSAVES.
+        if entries[i].eax & 0b1010 != 0 {
+            entries[i].ebx = XSAVE_SIZE_X87;
+        }
+    }
+}
