@@ -19,6 +19,9 @@ use kernel::{
     },
 };
 
+mod structs;
+pub(crate) use structs::*;
+
 /// The ioctl type byte of every KVM ioctl.
 const KVMIO: u32 = 0xae;
 
@@ -87,130 +90,6 @@ pub(crate) fn check_extension(c: usize) -> isize {
     }
 }
 
-/// `struct kvm_userspace_memory_region`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KvmUserspaceMemoryRegion {
-    pub(crate) slot: u32,
-    pub(crate) flags: u32,
-    pub(crate) guest_phys_addr: u64,
-    pub(crate) memory_size: u64,
-    pub(crate) userspace_addr: u64,
-}
-
-/// `struct kvm_userspace_memory_region2`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct KvmUserspaceMemoryRegion2 {
-    pub(crate) slot: u32,
-    pub(crate) flags: u32,
-    pub(crate) guest_phys_addr: u64,
-    pub(crate) memory_size: u64,
-    pub(crate) userspace_addr: u64,
-    pub(crate) guest_memfd_offset: u64,
-    pub(crate) guest_memfd: u32,
-    pub(crate) pad1: u32,
-    pub(crate) pad2: [u64; 14],
-}
-
-/// `struct kvm_regs`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KvmRegs {
-    pub(crate) rax: u64,
-    pub(crate) rbx: u64,
-    pub(crate) rcx: u64,
-    pub(crate) rdx: u64,
-    pub(crate) rsi: u64,
-    pub(crate) rdi: u64,
-    pub(crate) rsp: u64,
-    pub(crate) rbp: u64,
-    pub(crate) r8: u64,
-    pub(crate) r9: u64,
-    pub(crate) r10: u64,
-    pub(crate) r11: u64,
-    pub(crate) r12: u64,
-    pub(crate) r13: u64,
-    pub(crate) r14: u64,
-    pub(crate) r15: u64,
-    pub(crate) rip: u64,
-    pub(crate) rflags: u64,
-}
-
-/// `struct kvm_segment`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KvmSegment {
-    pub(crate) base: u64,
-    pub(crate) limit: u32,
-    pub(crate) selector: u16,
-    pub(crate) type_: u8,
-    pub(crate) present: u8,
-    pub(crate) dpl: u8,
-    pub(crate) db: u8,
-    pub(crate) s: u8,
-    pub(crate) l: u8,
-    pub(crate) g: u8,
-    pub(crate) avl: u8,
-    pub(crate) unusable: u8,
-    pub(crate) padding: u8,
-}
-
-/// `struct kvm_dtable`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KvmDtable {
-    pub(crate) base: u64,
-    pub(crate) limit: u16,
-    pub(crate) padding: [u16; 3],
-}
-
-/// `struct kvm_sregs`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KvmSregs {
-    pub(crate) cs: KvmSegment,
-    pub(crate) ds: KvmSegment,
-    pub(crate) es: KvmSegment,
-    pub(crate) fs: KvmSegment,
-    pub(crate) gs: KvmSegment,
-    pub(crate) ss: KvmSegment,
-    pub(crate) tr: KvmSegment,
-    pub(crate) ldt: KvmSegment,
-    pub(crate) gdt: KvmDtable,
-    pub(crate) idt: KvmDtable,
-    pub(crate) cr0: u64,
-    pub(crate) cr2: u64,
-    pub(crate) cr3: u64,
-    pub(crate) cr4: u64,
-    pub(crate) cr8: u64,
-    pub(crate) efer: u64,
-    pub(crate) apic_base: u64,
-    pub(crate) interrupt_bitmap: [u64; 4],
-}
-
-/// `struct kvm_cpuid2` without its flexible array of entries.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KvmCpuid2 {
-    pub(crate) nent: u32,
-    pub(crate) padding: u32,
-}
-
-/// `struct kvm_cpuid_entry2`.
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KvmCpuidEntry2 {
-    pub(crate) function: u32,
-    pub(crate) index: u32,
-    pub(crate) flags: u32,
-    pub(crate) eax: u32,
-    pub(crate) ebx: u32,
-    pub(crate) ecx: u32,
-    pub(crate) edx: u32,
-    pub(crate) padding: [u32; 3],
-}
-
 /// Implements the byte-level traits for ABI structures.
 macro_rules! abi_struct {
     ($($t:ty = $size:expr),* $(,)?) => {
@@ -236,22 +115,6 @@ abi_struct!(
     KvmCpuid2 = 8,
     KvmCpuidEntry2 = 40,
 );
-
-impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
-    fn from(r: KvmUserspaceMemoryRegion) -> Self {
-        Self {
-            slot: r.slot,
-            flags: r.flags,
-            guest_phys_addr: r.guest_phys_addr,
-            memory_size: r.memory_size,
-            userspace_addr: r.userspace_addr,
-            guest_memfd_offset: 0,
-            guest_memfd: 0,
-            pad1: 0,
-            pad2: [0; 14],
-        }
-    }
-}
 
 impl From<KvmCpuidEntry2> for crate::x86::cpuid::Entry {
     fn from(e: KvmCpuidEntry2) -> Self {

@@ -10,6 +10,8 @@
 
 #[path = "../../vmx/caps.rs"]
 pub mod caps;
+#[path = "../../abi/structs.rs"]
+pub mod structs;
 
 #[path = "../../memslot/region.rs"]
 pub mod region;
@@ -25,6 +27,8 @@ pub mod segment;
 #[path = "../../x86/sregs.rs"]
 pub mod sregs;
 
+#[cfg(test)]
+mod abi_tests;
 #[cfg(test)]
 mod caps_tests;
 #[cfg(test)]

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The KVM ABI structures rkvm reads and writes: `#[repr(C)]` copies of
+//! `include/uapi/linux/kvm.h` and `arch/x86/include/uapi/asm/kvm.h`. Pure
+//! `core` code, shared with the host tests, which check every offset listed
+//! in `selftests/abi_layout.h` (whose values the C compiler checks against
+//! the kernel's own header when the selftests are built).
+
+/// `struct kvm_userspace_memory_region`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmUserspaceMemoryRegion {
+    pub(crate) slot: u32,
+    pub(crate) flags: u32,
+    pub(crate) guest_phys_addr: u64,
+    pub(crate) memory_size: u64,
+    pub(crate) userspace_addr: u64,
+}
+
+/// `struct kvm_userspace_memory_region2`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmUserspaceMemoryRegion2 {
+    pub(crate) slot: u32,
+    pub(crate) flags: u32,
+    pub(crate) guest_phys_addr: u64,
+    pub(crate) memory_size: u64,
+    pub(crate) userspace_addr: u64,
+    pub(crate) guest_memfd_offset: u64,
+    pub(crate) guest_memfd: u32,
+    pub(crate) pad1: u32,
+    pub(crate) pad2: [u64; 14],
+}
+
+/// `struct kvm_regs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmRegs {
+    pub(crate) rax: u64,
+    pub(crate) rbx: u64,
+    pub(crate) rcx: u64,
+    pub(crate) rdx: u64,
+    pub(crate) rsi: u64,
+    pub(crate) rdi: u64,
+    pub(crate) rsp: u64,
+    pub(crate) rbp: u64,
+    pub(crate) r8: u64,
+    pub(crate) r9: u64,
+    pub(crate) r10: u64,
+    pub(crate) r11: u64,
+    pub(crate) r12: u64,
+    pub(crate) r13: u64,
+    pub(crate) r14: u64,
+    pub(crate) r15: u64,
+    pub(crate) rip: u64,
+    pub(crate) rflags: u64,
+}
+
+/// `struct kvm_segment`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmSegment {
+    pub(crate) base: u64,
+    pub(crate) limit: u32,
+    pub(crate) selector: u16,
+    pub(crate) type_: u8,
+    pub(crate) present: u8,
+    pub(crate) dpl: u8,
+    pub(crate) db: u8,
+    pub(crate) s: u8,
+    pub(crate) l: u8,
+    pub(crate) g: u8,
+    pub(crate) avl: u8,
+    pub(crate) unusable: u8,
+    pub(crate) padding: u8,
+}
+
+/// `struct kvm_dtable`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmDtable {
+    pub(crate) base: u64,
+    pub(crate) limit: u16,
+    pub(crate) padding: [u16; 3],
+}
+
+/// `struct kvm_sregs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmSregs {
+    pub(crate) cs: KvmSegment,
+    pub(crate) ds: KvmSegment,
+    pub(crate) es: KvmSegment,
+    pub(crate) fs: KvmSegment,
+    pub(crate) gs: KvmSegment,
+    pub(crate) ss: KvmSegment,
+    pub(crate) tr: KvmSegment,
+    pub(crate) ldt: KvmSegment,
+    pub(crate) gdt: KvmDtable,
+    pub(crate) idt: KvmDtable,
+    pub(crate) cr0: u64,
+    pub(crate) cr2: u64,
+    pub(crate) cr3: u64,
+    pub(crate) cr4: u64,
+    pub(crate) cr8: u64,
+    pub(crate) efer: u64,
+    pub(crate) apic_base: u64,
+    pub(crate) interrupt_bitmap: [u64; 4],
+}
+
+/// `struct kvm_cpuid2` without its flexible array of entries.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmCpuid2 {
+    pub(crate) nent: u32,
+    pub(crate) padding: u32,
+}
+
+/// `struct kvm_cpuid_entry2`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmCpuidEntry2 {
+    pub(crate) function: u32,
+    pub(crate) index: u32,
+    pub(crate) flags: u32,
+    pub(crate) eax: u32,
+    pub(crate) ebx: u32,
+    pub(crate) ecx: u32,
+    pub(crate) edx: u32,
+    pub(crate) padding: [u32; 3],
+}
+
+impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
+    fn from(r: KvmUserspaceMemoryRegion) -> Self {
+        Self {
+            slot: r.slot,
+            flags: r.flags,
+            guest_phys_addr: r.guest_phys_addr,
+            memory_size: r.memory_size,
+            userspace_addr: r.userspace_addr,
+            guest_memfd_offset: 0,
+            guest_memfd: 0,
+            pad1: 0,
+            pad2: [0; 14],
+        }
+    }
+}

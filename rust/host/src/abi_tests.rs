@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Checks the Rust ABI structures (`rust/abi/structs.rs`) against
+//! `selftests/abi_layout.h`, whose values the C compiler checks against the
+//! kernel's `<linux/kvm.h>`: together, the Rust layout equals the C one.
+
+use crate::structs::*;
+use core::mem::{offset_of, size_of};
+
+const TABLE: &str = include_str!("../../../selftests/abi_layout.h");
+
+/// The Rust size of a C struct name.
+fn size(s: &str) -> Option<usize> {
+    Some(match s {
+        "kvm_userspace_memory_region" => size_of::<KvmUserspaceMemoryRegion>(),
+        "kvm_userspace_memory_region2" => size_of::<KvmUserspaceMemoryRegion2>(),
+        "kvm_regs" => size_of::<KvmRegs>(),
+        "kvm_segment" => size_of::<KvmSegment>(),
+        "kvm_dtable" => size_of::<KvmDtable>(),
+        "kvm_sregs" => size_of::<KvmSregs>(),
+        "kvm_cpuid2" => size_of::<KvmCpuid2>(),
+        "kvm_cpuid_entry2" => size_of::<KvmCpuidEntry2>(),
+        _ => return None,
+    })
+}
+
+/// The Rust offset of a C field (Rust renames `type` to `type_`).
+fn offset(s: &str, f: &str) -> Option<usize> {
+    macro_rules! fields {
+        ($t:ty: $($c:literal => $r:ident),* $(,)?) => {
+            match f { $($c => Some(offset_of!($t, $r)),)* _ => None }
+        };
+    }
+    match s {
+        "kvm_userspace_memory_region" => fields!(KvmUserspaceMemoryRegion:
+            "slot" => slot, "flags" => flags, "guest_phys_addr" => guest_phys_addr,
+            "memory_size" => memory_size, "userspace_addr" => userspace_addr),
+        "kvm_userspace_memory_region2" => fields!(KvmUserspaceMemoryRegion2:
+            "userspace_addr" => userspace_addr, "guest_memfd_offset" => guest_memfd_offset,
+            "guest_memfd" => guest_memfd, "pad2" => pad2),
+        "kvm_regs" => fields!(KvmRegs:
+            "rax" => rax, "rdx" => rdx, "rsp" => rsp, "r8" => r8, "r15" => r15,
+            "rip" => rip, "rflags" => rflags),
+        "kvm_segment" => fields!(KvmSegment:
+            "base" => base, "limit" => limit, "selector" => selector, "type" => type_,
+            "present" => present, "dpl" => dpl, "db" => db, "s" => s, "l" => l, "g" => g,
+            "avl" => avl, "unusable" => unusable),
+        "kvm_dtable" => fields!(KvmDtable: "limit" => limit),
+        "kvm_sregs" => fields!(KvmSregs:
+            "cs" => cs, "ss" => ss, "tr" => tr, "ldt" => ldt, "gdt" => gdt, "idt" => idt,
+            "cr0" => cr0, "cr2" => cr2, "cr3" => cr3, "cr4" => cr4, "cr8" => cr8,
+            "efer" => efer, "apic_base" => apic_base, "interrupt_bitmap" => interrupt_bitmap),
+        "kvm_cpuid2" => fields!(KvmCpuid2: "nent" => nent),
+        "kvm_cpuid_entry2" => fields!(KvmCpuidEntry2:
+            "function" => function, "index" => index, "flags" => flags, "eax" => eax,
+            "ebx" => ebx, "ecx" => ecx, "edx" => edx, "padding" => padding),
+        _ => None,
+    }
+}
+
+#[test]
+fn rust_layout_matches_the_checked_table() {
+    let mut checked = 0;
+    for line in TABLE.lines() {
+        let line = line.trim();
+        let (kind, args) = match line.split_once('(') {
+            Some((k @ ("SIZE" | "OFFSET"), rest)) => (k, rest.trim_end_matches(')')),
+            _ => continue,
+        };
+        let args: Vec<&str> = args.split(',').map(str::trim).collect();
+        let want: usize = args.last().unwrap().parse().unwrap();
+        let got = match (kind, args.as_slice()) {
+            ("SIZE", [s, _]) => size(s),
+            ("OFFSET", [s, f, _]) => offset(s, f),
+            _ => panic!("malformed line: {line}"),
+        };
+        assert_eq!(got, Some(want), "{line}");
+        checked += 1;
+    }
+    assert!(checked >= 60, "only {checked} entries checked");
+}
