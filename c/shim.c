@@ -4,6 +4,7 @@
  */
 #include <linux/cpumask.h>
 #include <linux/uaccess.h>
+#include <asm/tsc.h>
 #include <rkvm/shim.h>
 
 bool rkvm_user_range_ok(unsigned long addr, unsigned long size)
@@ -15,4 +16,9 @@ bool rkvm_user_range_ok(unsigned long addr, unsigned long size)
 unsigned int rkvm_num_online_cpus(void)
 {
 	return num_online_cpus();
+}
+
+unsigned int rkvm_tsc_khz(void)
+{
+	return tsc_khz;
 }

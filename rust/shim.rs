@@ -7,6 +7,7 @@ mod ffi {
     extern "C" {
         pub(super) fn rkvm_user_range_ok(addr: usize, size: usize) -> bool;
         pub(super) fn rkvm_num_online_cpus() -> u32;
+        pub(super) fn rkvm_tsc_khz() -> u32;
     }
 }
 
@@ -23,4 +24,10 @@ pub(crate) fn user_range_ok(addr: u64, size: u64) -> bool {
 pub(crate) fn num_online_cpus() -> u32 {
     // SAFETY: reads a global counter.
     unsafe { ffi::rkvm_num_online_cpus() }
+}
+
+/// The host TSC frequency in kHz (`tsc_khz`).
+pub(crate) fn tsc_khz() -> u32 {
+    // SAFETY: reads a global set during boot.
+    unsafe { ffi::rkvm_tsc_khz() }
 }

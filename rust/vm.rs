@@ -148,6 +148,24 @@ impl fd::FdObject for Vm {
                 this.set_memory_region(r)
             }
             abi::KVM_CREATE_VCPU => Arc::from(this).create_vcpu(arg),
+            // rkvm runs unpaged guests with unrestricted guest, so neither
+            // area is ever used (as in KVM with unrestricted guest); the
+            // arguments are checked as KVM checks them.
+            abi::KVM_SET_TSS_ADDR => {
+                if arg > 0xffff_d000 {
+                    return Err(EINVAL);
+                }
+                Ok(0)
+            }
+            abi::KVM_SET_IDENTITY_MAP_ADDR => {
+                let vcpus = this.vcpus.lock();
+                if !vcpus.is_empty() {
+                    return Err(EINVAL);
+                }
+                user(size_of::<u64>()).reader().read::<u64>()?;
+                Ok(0)
+            }
+            abi::KVM_GET_TSC_KHZ => Ok(crate::shim::tsc_khz() as isize),
             _ => Err(EINVAL),
         }
     }

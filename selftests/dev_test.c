@@ -33,6 +33,9 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_MAX_VCPUS, 64 },
 	{ KVM_CAP_MAX_VCPU_ID, 64 },
 	{ KVM_CAP_NR_MEMSLOTS, 32764 },
+	{ KVM_CAP_SET_TSS_ADDR, 1 },
+	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, 1 },
+	{ KVM_CAP_GET_TSC_KHZ, 1 },
 };
 
 FIXTURE(dev) {

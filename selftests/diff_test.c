@@ -288,6 +288,15 @@ TEST_F(pair, set_sregs_cases_match_with_long_mode_cpuid)
 	}
 }
 
+TEST_F(pair, tsc_khz_matches)
+{
+	int k = ioctl(self->s[0].vm, KVM_GET_TSC_KHZ, 0);
+
+	EXPECT_LT(0, k);
+	EXPECT_EQ(k, ioctl(self->s[1].vm, KVM_GET_TSC_KHZ, 0));
+	EXPECT_EQ(ioctl(self->s[0].vcpu, KVM_GET_TSC_KHZ, 0), ioctl(self->s[1].vcpu, KVM_GET_TSC_KHZ, 0));
+}
+
 TEST_F(pair, second_vcpu_reset_state_matches)
 {
 	int v[2];

@@ -312,6 +312,45 @@ TEST_F(vm, cpuid2_sizes_and_round_trip)
 	close(vcpu);
 }
 
+TEST_F(vm, tss_and_identity_map_addresses)
+{
+	__u64 ident = 0xfeffc000;
+	int vcpu;
+
+	/* The TSS needs three pages below 4 GiB. */
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_TSS_ADDR, 0xfeffd000UL));
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_TSS_ADDR, 0xfffbd000UL));
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_TSS_ADDR, 0xffffd000UL));
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_SET_TSS_ADDR, 0xffffe000UL));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_SET_TSS_ADDR, 1UL << 32));
+	EXPECT_EQ(EINVAL, errno);
+	/* The identity map only before the first vCPU. */
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_IDENTITY_MAP_ADDR, &ident));
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_SET_IDENTITY_MAP_ADDR, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+	vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, vcpu);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_SET_IDENTITY_MAP_ADDR, &ident));
+	EXPECT_EQ(EINVAL, errno);
+	close(vcpu);
+}
+
+TEST_F(vm, tsc_khz_on_vm_and_vcpu)
+{
+	int vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);
+	int khz = ioctl(self->vm, KVM_GET_TSC_KHZ, 0);
+
+	ASSERT_LE(0, vcpu);
+	EXPECT_LT(0, khz);
+	EXPECT_EQ(khz, ioctl(vcpu, KVM_GET_TSC_KHZ, 0));
+	close(vcpu);
+}
+
 TEST_F(vm, vcpu_mmap_maps_run_and_pio_pages)
 {
 	int vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);

@@ -13,5 +13,7 @@
 bool rkvm_user_range_ok(unsigned long addr, unsigned long size);
 /* num_online_cpus(). */
 unsigned int rkvm_num_online_cpus(void);
+/* The host TSC frequency in kHz (tsc_khz). */
+unsigned int rkvm_tsc_khz(void);
 
 #endif

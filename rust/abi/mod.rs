@@ -36,6 +36,13 @@ pub(crate) const KVM_CREATE_VM: u32 = _IO(KVMIO, 0x01);
 pub(crate) const KVM_CHECK_EXTENSION: u32 = _IO(KVMIO, 0x03);
 /// System ioctl: size of the vCPU file's mmap area.
 pub(crate) const KVM_GET_VCPU_MMAP_SIZE: u32 = _IO(KVMIO, 0x04);
+/// VM ioctl: where the real-mode TSS would live (unused with unrestricted
+/// guest, validated as KVM does).
+pub(crate) const KVM_SET_TSS_ADDR: u32 = _IO(KVMIO, 0x47);
+/// VM ioctl: where the real-mode identity page table would live (likewise).
+pub(crate) const KVM_SET_IDENTITY_MAP_ADDR: u32 = _IOW::<u64>(KVMIO, 0x48);
+/// VM and vCPU ioctl: the guest TSC frequency in kHz.
+pub(crate) const KVM_GET_TSC_KHZ: u32 = _IO(KVMIO, 0xa3);
 /// VM ioctl: creates a vCPU, returns its file descriptor.
 pub(crate) const KVM_CREATE_VCPU: u32 = _IO(KVMIO, 0x41);
 /// VM ioctl: creates, moves, changes or deletes a memory slot.
@@ -58,6 +65,9 @@ pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
 /// Capability numbers rkvm reports (`KVM_CAP_*`).
 mod cap {
     pub(super) const USER_MEMORY: usize = 3;
+    pub(super) const SET_TSS_ADDR: usize = 4;
+    pub(super) const SET_IDENTITY_MAP_ADDR: usize = 37;
+    pub(super) const GET_TSC_KHZ: usize = 61;
     pub(super) const NR_VCPUS: usize = 9;
     pub(super) const NR_MEMSLOTS: usize = 10;
     pub(super) const DESTROY_MEMORY_REGION_WORKS: usize = 21;
@@ -81,7 +91,10 @@ pub(crate) fn check_extension(c: usize) -> isize {
         cap::USER_MEMORY
         | cap::USER_MEMORY2
         | cap::DESTROY_MEMORY_REGION_WORKS
-        | cap::JOIN_MEMORY_REGIONS_WORKS => 1,
+        | cap::JOIN_MEMORY_REGIONS_WORKS
+        | cap::SET_TSS_ADDR
+        | cap::SET_IDENTITY_MAP_ADDR
+        | cap::GET_TSC_KHZ => 1,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
