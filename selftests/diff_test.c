@@ -180,22 +180,26 @@ static const struct sregs_case cases[] = {
 	{ "cs_l_in_real_mode", cs_l_in_real_mode }, { "dtables", dtables },
 };
 
-TEST_F(pair, set_sregs_cases_match)
+/*
+ * Applies each case to the current SREGS on both sides (after restoring
+ * them) and expects the same result, errno and resulting state.
+ */
+static void run_sregs_cases(struct __test_metadata *_metadata, struct side *s,
+			    const struct sregs_case *cases, unsigned int n)
 {
-	struct kvm_sregs reset;
+	struct kvm_sregs start;
 
-	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_GET_SREGS, &reset));
-	for (unsigned int i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	ASSERT_EQ(0, ioctl(s[0].vcpu, KVM_GET_SREGS, &start));
+	for (unsigned int i = 0; i < n; i++) {
 		int r[2], e[2];
 
 		for (int k = 0; k < 2; k++) {
-			struct kvm_sregs s = reset;
+			struct kvm_sregs v = start;
 
-			/* Start each case from the reset state on both sides. */
-			ASSERT_EQ(0, ioctl(self->s[k].vcpu, KVM_SET_SREGS, &reset));
-			cases[i].apply(&s);
+			ASSERT_EQ(0, ioctl(s[k].vcpu, KVM_SET_SREGS, &start));
+			cases[i].apply(&v);
 			errno = 0;
-			r[k] = ioctl(self->s[k].vcpu, KVM_SET_SREGS, &s);
+			r[k] = ioctl(s[k].vcpu, KVM_SET_SREGS, &v);
 			e[k] = errno;
 		}
 		EXPECT_EQ(r[0], r[1]) TH_LOG("%s: kvm %d (%s), rkvm %d (%s)", cases[i].name,
@@ -203,8 +207,13 @@ TEST_F(pair, set_sregs_cases_match)
 		if (r[0] && r[1]) {
 			EXPECT_EQ(e[0], e[1]) TH_LOG("%s: errno", cases[i].name);
 		}
-		EXPECT_TRUE(same_sregs(_metadata, self->s, cases[i].name)) TH_LOG("%s", cases[i].name);
+		EXPECT_TRUE(same_sregs(_metadata, s, cases[i].name)) TH_LOG("%s", cases[i].name);
 	}
+}
+
+TEST_F(pair, set_sregs_cases_match)
+{
+	run_sregs_cases(_metadata, self->s, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
 TEST_F(pair, set_regs_match)
@@ -265,27 +274,9 @@ TEST_F(pair, cpuid_runtime_bits_match)
 
 TEST_F(pair, set_sregs_cases_match_with_long_mode_cpuid)
 {
-	struct kvm_sregs reset;
-
 	for (int k = 0; k < 2; k++)
 		set_long_mode_cpuid(_metadata, self->s[k].vcpu);
-	ASSERT_EQ(0, ioctl(self->s[0].vcpu, KVM_GET_SREGS, &reset));
-	for (unsigned int i = 0; i < sizeof(lm_cases) / sizeof(lm_cases[0]); i++) {
-		int r[2], e[2];
-
-		for (int k = 0; k < 2; k++) {
-			struct kvm_sregs s = reset;
-
-			ASSERT_EQ(0, ioctl(self->s[k].vcpu, KVM_SET_SREGS, &reset));
-			lm_cases[i].apply(&s);
-			errno = 0;
-			r[k] = ioctl(self->s[k].vcpu, KVM_SET_SREGS, &s);
-			e[k] = errno;
-		}
-		EXPECT_EQ(r[0], r[1]) TH_LOG("%s: kvm %d (%s), rkvm %d (%s)", lm_cases[i].name,
-					     r[0], strerror(e[0]), r[1], strerror(e[1]));
-		EXPECT_TRUE(same_sregs(_metadata, self->s, lm_cases[i].name)) TH_LOG("%s", lm_cases[i].name);
-	}
+	run_sregs_cases(_metadata, self->s, lm_cases, sizeof(lm_cases) / sizeof(lm_cases[0]));
 }
 
 TEST_F(pair, tsc_khz_matches)
