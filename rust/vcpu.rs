@@ -41,10 +41,8 @@ use crate::{
         cpuid,
         segment::{
             self,
-            Fields,
             Segment, //
         },
-        sregs::GuestCpu,
     },
 };
 
@@ -82,10 +80,9 @@ struct State {
     cr8: u64,
     efer: u64,
     apic_base: u64,
-    /// The guest's CPUID, as set by `KVM_SET_CPUID2`.
+    /// The guest's CPUID, as set by `KVM_SET_CPUID2`; the features it
+    /// grants decide which SREGS values are valid.
     cpuid: KVec<cpuid::Entry>,
-    /// The features it grants.
-    cpu: GuestCpu,
 }
 
 const SEG_CS: usize = 0;
@@ -134,29 +131,11 @@ impl State {
             efer: 0,
             apic_base: RESET_APIC_BASE | if id == 0 { APIC_BASE_BSP } else { 0 },
             cpuid: KVec::new(),
-            cpu: GuestCpu::NO_CPUID,
         }
     }
 
     fn sregs(&self) -> KvmSregs {
-        let seg = |s: &Segment| {
-            let f = segment::fields_from_ar(s.ar);
-            KvmSegment {
-                base: s.base,
-                limit: s.limit,
-                selector: s.selector,
-                type_: f.type_,
-                present: f.present,
-                dpl: f.dpl,
-                db: f.db,
-                s: f.s,
-                l: f.l,
-                g: f.g,
-                avl: f.avl,
-                unusable: f.unusable,
-                padding: 0,
-            }
-        };
+        let seg = |s: &Segment| KvmSegment::from(s);
         let dt = |d: &Dtable| KvmDtable {
             base: d.base,
             limit: d.limit,
@@ -186,10 +165,9 @@ impl State {
 
     /// `KVM_SET_SREGS`: all or nothing.
     fn set_sregs(&mut self, s: &KvmSregs) -> Result {
-        if !self
-            .cpu
-            .sregs_valid(s.cr0, s.cr3, s.cr4, s.efer, s.cs.l != 0)
-            || !self.cpu.apic_base_valid(s.apic_base)
+        let cpu = cpuid::guest_cpu(&self.cpuid);
+        if !cpu.sregs_valid(s.cr0, s.cr3, s.cr4, s.efer, s.cs.l != 0)
+            || !cpu.apic_base_valid(s.apic_base)
         {
             return Err(EINVAL);
         }
@@ -200,23 +178,7 @@ impl State {
         }
         let segs = [&s.cs, &s.ds, &s.es, &s.fs, &s.gs, &s.ss, &s.tr, &s.ldt];
         for (i, k) in segs.iter().enumerate() {
-            let f = Fields {
-                type_: k.type_,
-                present: k.present,
-                dpl: k.dpl,
-                db: k.db,
-                s: k.s,
-                l: k.l,
-                g: k.g,
-                avl: k.avl,
-                unusable: k.unusable,
-            };
-            self.segs[i] = Segment {
-                base: k.base,
-                limit: k.limit,
-                selector: k.selector,
-                ar: segment::ar_from_fields(&f, i == SEG_LDT),
-            };
+            self.segs[i] = k.to_vmcs(i == SEG_LDT);
         }
         self.gdt = Dtable {
             base: s.gdt.base,
@@ -346,9 +308,7 @@ fn set_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
     if !cpuid::valid(&entries) {
         return Err(EINVAL);
     }
-    let mut state = vcpu.state.lock();
-    state.cpu = cpuid::guest_cpu(&entries);
-    state.cpuid = entries;
+    vcpu.state.lock().cpuid = entries;
     Ok(())
 }
 

@@ -157,3 +157,48 @@ impl From<&crate::x86::cpuid::Entry> for KvmCpuidEntry2 {
         }
     }
 }
+
+impl From<&crate::x86::segment::Segment> for KvmSegment {
+    fn from(s: &crate::x86::segment::Segment) -> Self {
+        let f = crate::x86::segment::fields_from_ar(s.ar);
+        Self {
+            base: s.base,
+            limit: s.limit,
+            selector: s.selector,
+            type_: f.type_,
+            present: f.present,
+            dpl: f.dpl,
+            db: f.db,
+            s: f.s,
+            l: f.l,
+            g: f.g,
+            avl: f.avl,
+            unusable: f.unusable,
+            padding: 0,
+        }
+    }
+}
+
+impl KvmSegment {
+    /// The segment in VMCS form, normalized as KVM stores it (see
+    /// `x86::segment::ar_from_fields`); `is_ldt` for LDTR.
+    pub(crate) fn to_vmcs(self, is_ldt: bool) -> crate::x86::segment::Segment {
+        let f = crate::x86::segment::Fields {
+            type_: self.type_,
+            present: self.present,
+            dpl: self.dpl,
+            db: self.db,
+            s: self.s,
+            l: self.l,
+            g: self.g,
+            avl: self.avl,
+            unusable: self.unusable,
+        };
+        crate::x86::segment::Segment {
+            base: self.base,
+            limit: self.limit,
+            selector: self.selector,
+            ar: crate::x86::segment::ar_from_fields(&f, is_ldt),
+        }
+    }
+}

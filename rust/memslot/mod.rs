@@ -89,11 +89,4 @@ impl Memslots {
             self.slots.remove(i).ok();
         }
     }
-
-    /// The slot containing guest frame `gfn`.
-    #[allow(dead_code)] // Used by the fault path of the next stage.
-    pub(crate) fn find_gfn(&self, gfn: u64) -> Option<&Slot> {
-        let i = self.slots.partition_point(|s| s.end_gfn() <= gfn);
-        self.slots.get(i).filter(|s| s.base_gfn <= gfn)
-    }
 }

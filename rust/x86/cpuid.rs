@@ -60,10 +60,11 @@ pub(crate) fn guest_cpu(entries: &[Entry]) -> GuestCpu {
     let ext = find(entries, 0x8000_0001, 0).map(|i| entries[i]);
     let leaf1 = find(entries, 1, 0).map(|i| entries[i]);
     let max_ext = find(entries, 0x8000_0000, 0).map_or(0, |i| entries[i].eax);
+    let default = GuestCpu::NO_CPUID.maxphyaddr;
     let maxphyaddr = if max_ext >= 0x8000_0008 {
-        find(entries, 0x8000_0008, 0).map_or(36, |i| entries[i].eax & 0xff)
+        find(entries, 0x8000_0008, 0).map_or(default, |i| entries[i].eax & 0xff)
     } else {
-        36
+        default
     };
     GuestCpu {
         long_mode: ext.is_some_and(|e| bit(e.edx, 29)),

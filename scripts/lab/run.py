@@ -117,8 +117,8 @@ class Run:
         screen.start()
         tailers = []
         if follow:
-            for path, prefix in ((self.console, ""), (self.tap, "")):
-                t = threading.Thread(target=tail, args=(path, prefix, proc), daemon=True)
+            for path in (self.console, self.tap):
+                t = threading.Thread(target=tail, args=(path, proc), daemon=True)
                 t.start()
                 tailers.append(t)
         verdict = None
@@ -260,7 +260,7 @@ def drain(fd, path):
                 kept += len(data)
 
 
-def tail(path, prefix, proc):
+def tail(path, proc):
     """Copy a growing log to stdout while the emulator runs."""
     with open(path, errors="replace") as f:
         while True:
