@@ -3,7 +3,15 @@
  * C helpers of rkvm.ko; see include/rkvm/shim.h.
  */
 #include <linux/cpumask.h>
+#include <linux/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/smp.h>
 #include <linux/uaccess.h>
+#include <asm/fpu/api.h>
+#include <asm/gsseg.h>
+#include <asm/io.h>
+#include <asm/msr.h>
+#include <asm/segment.h>
 #include <asm/tsc.h>
 #include <rkvm/shim.h>
 
@@ -21,4 +29,80 @@ unsigned int rkvm_num_online_cpus(void)
 unsigned int rkvm_tsc_khz(void)
 {
 	return tsc_khz;
+}
+
+u64 rkvm_virt_to_phys(const void *addr)
+{
+	return __pa(addr);
+}
+
+void *rkvm_phys_to_virt(u64 pa)
+{
+	return phys_to_virt(pa);
+}
+
+int rkvm_pin_user_page(unsigned long hva, u64 *pfn)
+{
+	struct page *page;
+	long n;
+
+	n = pin_user_pages_fast(hva, 1, FOLL_WRITE | FOLL_LONGTERM, &page);
+	if (n < 0)
+		return n;
+	if (n != 1)
+		return -EFAULT;
+	*pfn = page_to_pfn(page);
+	return 0;
+}
+
+void rkvm_unpin_pfn(u64 pfn)
+{
+	struct page *page = pfn_to_page(pfn);
+
+	/* The guest may have written it through EPT: the kernel must know. */
+	unpin_user_pages_dirty_lock(&page, 1, true);
+}
+
+void rkvm_fpu_begin(void)
+{
+	kernel_fpu_begin();
+}
+
+void rkvm_fpu_end(void)
+{
+	kernel_fpu_end();
+}
+
+bool rkvm_signal_pending(void)
+{
+	return signal_pending(current);
+}
+
+void rkvm_cond_resched(void)
+{
+	cond_resched();
+}
+
+static void rkvm_nop(void *info)
+{
+}
+
+void rkvm_kick_cpu(int cpu)
+{
+	smp_call_function_single(cpu, rkvm_nop, NULL, 1);
+}
+
+void rkvm_load_gs_index(u16 sel)
+{
+	load_gs_index(sel);
+}
+
+int rkvm_rdmsr_safe(u32 msr, u64 *val)
+{
+	return rdmsrq_safe(msr, val);
+}
+
+void rkvm_wrmsr(u32 msr, u64 val)
+{
+	wrmsrq(msr, val);
 }

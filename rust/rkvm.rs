@@ -19,6 +19,7 @@ mod abi;
 mod dev;
 mod fd;
 mod memslot;
+mod mmu;
 mod shim;
 mod vcpu;
 mod vm;

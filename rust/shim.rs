@@ -3,11 +3,25 @@
 //! Safe wrappers of the C helpers in `c/shim.c` (prototypes in
 //! `include/rkvm/shim.h`).
 
+use kernel::prelude::*;
+
 mod ffi {
     extern "C" {
         pub(super) fn rkvm_user_range_ok(addr: usize, size: usize) -> bool;
         pub(super) fn rkvm_num_online_cpus() -> u32;
         pub(super) fn rkvm_tsc_khz() -> u32;
+        pub(super) fn rkvm_virt_to_phys(addr: *const core::ffi::c_void) -> u64;
+        pub(super) fn rkvm_phys_to_virt(pa: u64) -> *mut core::ffi::c_void;
+        pub(super) fn rkvm_pin_user_page(hva: usize, pfn: *mut u64) -> i32;
+        pub(super) fn rkvm_unpin_pfn(pfn: u64);
+        pub(super) fn rkvm_fpu_begin();
+        pub(super) fn rkvm_fpu_end();
+        pub(super) fn rkvm_signal_pending() -> bool;
+        pub(super) fn rkvm_cond_resched();
+        pub(super) fn rkvm_kick_cpu(cpu: i32);
+        pub(super) fn rkvm_load_gs_index(sel: u16);
+        pub(super) fn rkvm_rdmsr_safe(msr: u32, val: *mut u64) -> i32;
+        pub(super) fn rkvm_wrmsr(msr: u32, val: u64);
     }
 }
 
@@ -30,4 +44,110 @@ pub(crate) fn num_online_cpus() -> u32 {
 pub(crate) fn tsc_khz() -> u32 {
     // SAFETY: reads a global set during boot.
     unsafe { ffi::rkvm_tsc_khz() }
+}
+
+/// The physical address of a direct-map (kmalloc) address.
+pub(crate) fn virt_to_phys<T>(addr: *const T) -> u64 {
+    // SAFETY: only computes; callers pass direct-map addresses.
+    unsafe { ffi::rkvm_virt_to_phys(addr.cast()) }
+}
+
+/// The direct-map address of physical address `pa`.
+pub(crate) fn phys_to_virt(pa: u64) -> *mut u8 {
+    // SAFETY: only computes.
+    unsafe { ffi::rkvm_phys_to_virt(pa).cast() }
+}
+
+/// Pins the current process's page at user address `hva` for writing
+/// (long-term); returns its page frame number.
+pub(crate) fn pin_user_page(hva: u64) -> Result<u64> {
+    let hva = usize::try_from(hva).map_err(|_| EFAULT)?;
+    let mut pfn = 0;
+    // SAFETY: `pfn` is a valid u64 for the call; GUP validates `hva`.
+    let ret = unsafe { ffi::rkvm_pin_user_page(hva, &mut pfn) };
+    if ret < 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(pfn)
+}
+
+/// Releases a pin taken by [`pin_user_page`] and marks the page dirty.
+///
+/// # Safety
+///
+/// `pfn` was returned by [`pin_user_page`] and this pin is released once.
+pub(crate) unsafe fn unpin_pfn(pfn: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_unpin_pfn(pfn) }
+}
+
+/// A `kernel_fpu_begin()` section: the task's FPU state is saved and the
+/// registers are free for the guest until the guard drops. Disables
+/// preemption.
+pub(crate) struct FpuGuard(());
+
+impl FpuGuard {
+    /// Enters the section; interrupts must be enabled.
+    pub(crate) fn new() -> Self {
+        // SAFETY: process context with interrupts enabled (the only caller
+        // is `KVM_RUN`); paired with `kernel_fpu_end` in `drop`.
+        unsafe { ffi::rkvm_fpu_begin() };
+        Self(())
+    }
+}
+
+impl Drop for FpuGuard {
+    fn drop(&mut self) {
+        // SAFETY: paired with the `kernel_fpu_begin` in `new`, with
+        // interrupts in the same state.
+        unsafe { ffi::rkvm_fpu_end() };
+    }
+}
+
+/// Whether the current task has a signal pending.
+pub(crate) fn signal_pending() -> bool {
+    // SAFETY: reads the current task's flags.
+    unsafe { ffi::rkvm_signal_pending() }
+}
+
+/// Yields the CPU if the scheduler wants it.
+pub(crate) fn cond_resched() {
+    // SAFETY: called from process context without spinlocks held.
+    unsafe { ffi::rkvm_cond_resched() }
+}
+
+/// Interrupts `cpu` and waits until it has run the (empty) IPI handler,
+/// i.e. until it has had interrupts enabled since this call.
+pub(crate) fn kick_cpu(cpu: i32) {
+    // SAFETY: called with interrupts enabled, from process context; the
+    // helper validates nothing else.
+    unsafe { ffi::rkvm_kick_cpu(cpu) }
+}
+
+/// `load_gs_index()`.
+///
+/// # Safety
+///
+/// Interrupts disabled; `sel` is the selector the task had in GS.
+pub(crate) unsafe fn load_gs_index(sel: u16) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_load_gs_index(sel) }
+}
+
+/// Reads an MSR, `None` if it does not exist.
+pub(crate) fn rdmsr_safe(msr: u32) -> Option<u64> {
+    let mut v = 0;
+    // SAFETY: `v` is a valid u64; the read is exception-safe.
+    (unsafe { ffi::rkvm_rdmsr_safe(msr, &mut v) } == 0).then_some(v)
+}
+
+/// Writes an MSR.
+///
+/// # Safety
+///
+/// Writing `val` to `msr` must not break the kernel (the caller restores a
+/// value it read).
+pub(crate) unsafe fn wrmsr(msr: u32, val: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_wrmsr(msr, val) }
 }

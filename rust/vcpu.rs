@@ -8,6 +8,12 @@
 //! KVM returns. The reset state is KVM's (`kvm_vcpu_reset()` in
 //! `arch/x86/kvm/x86.c`, `vmx_vcpu_reset()` in `arch/x86/kvm/vmx/vmx.c`).
 
+mod run;
+
+pub(crate) use run::running_cpu;
+
+use core::sync::atomic::AtomicI32;
+
 use kernel::ffi::c_int;
 
 use kernel::{
@@ -37,8 +43,10 @@ use crate::{
     },
     fd,
     vm::Vm,
+    vmx::window::VmxPages,
     x86::{
         cpuid,
+        decode::Insn,
         segment::{
             self,
             Segment, //
@@ -83,6 +91,38 @@ struct State {
     /// The guest's CPUID, as set by `KVM_SET_CPUID2`; the features it
     /// grants decide which SREGS values are valid.
     cpuid: KVec<cpuid::Entry>,
+    /// IA32_SYSENTER_CS, _ESP, _EIP.
+    sysenter: [u64; 3],
+    /// The VMCS interruptibility state (STI/MOV-SS blocking) between runs.
+    interruptibility: u32,
+    /// An event to inject on the next entry (re-delivery of one an exit
+    /// interrupted, or an exception rkvm raises).
+    pending_event: Option<Event>,
+    /// I/O that user space is serving; completed by the next `KVM_RUN`.
+    pending: Pending,
+    /// The vCPU has entered the guest at least once.
+    ran: bool,
+}
+
+/// An event for the VM-entry interruption-information fields.
+#[derive(Clone, Copy)]
+struct Event {
+    info: u32,
+    error_code: u32,
+    insn_len: u32,
+}
+
+/// I/O handed to user space whose result the next `KVM_RUN` applies.
+#[derive(Default)]
+enum Pending {
+    #[default]
+    None,
+    /// IN of `size` bytes into RAX.
+    PioIn { size: u8 },
+    /// One step of INS.
+    Ins(run::StringIo),
+    /// An MMIO load into a register.
+    MmioLoad(Insn),
 }
 
 const SEG_CS: usize = 0;
@@ -131,6 +171,11 @@ impl State {
             efer: 0,
             apic_base: RESET_APIC_BASE | if id == 0 { APIC_BASE_BSP } else { 0 },
             cpuid: KVec::new(),
+            sysenter: [0; 3],
+            interruptibility: 0,
+            pending_event: None,
+            pending: Pending::None,
+            ran: false,
         }
     }
 
@@ -211,19 +256,27 @@ pub(crate) struct Vcpu {
     /// Serializes the vCPU ioctls, as KVM's `vcpu->mutex` does.
     #[pin]
     state: Mutex<State>,
+    /// The VMX pages; locked only by `KVM_RUN`, inside `state`.
+    #[pin]
+    hw: Mutex<VmxPages>,
+    /// The CPU whose VMX window runs this vCPU, or -1 (see `Vm::kick`).
+    running_cpu: AtomicI32,
 }
 
 impl Vcpu {
     /// A vCPU in the reset state.
-    pub(crate) fn new(id: u32) -> Result<Arc<Self>> {
+    pub(crate) fn new(id: u32, vmcs_revision: u32) -> Result<Arc<Self>> {
         let page = || Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
         let pages = [page()?, page()?];
         let state = State::reset(id);
+        let hw = VmxPages::new(vmcs_revision)?;
         Arc::pin_init(
             pin_init!(Self {
                 id,
                 pages,
                 state <- new_mutex!(state),
+                hw <- new_mutex!(hw),
+                running_cpu: AtomicI32::new(-1),
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -275,6 +328,7 @@ impl fd::FdObject for VcpuFd {
             abi::KVM_GET_TSC_KHZ => return Ok(crate::shim::tsc_khz() as isize),
             abi::KVM_SET_CPUID2 => set_cpuid2(vcpu, arg)?,
             abi::KVM_GET_CPUID2 => get_cpuid2(vcpu, arg)?,
+            abi::KVM_RUN => return run::run(&this.vm, vcpu, arg),
             _ => return Err(EINVAL),
         }
         Ok(0)
@@ -286,8 +340,9 @@ fn entries_addr(arg: usize) -> Result<usize> {
     arg.checked_add(size_of::<KvmCpuid2>()).ok_or(EFAULT)
 }
 
-/// `KVM_SET_CPUID2`: all or nothing. Until `KVM_RUN` exists a vCPU has
-/// never run, so the CPUID may always be replaced.
+/// `KVM_SET_CPUID2`: all or nothing. Once the vCPU has run, only the
+/// CPUID it already has is accepted (KVM's `kvm_cpuid_check_equal()`:
+/// `EINVAL` for anything else, KVM-owned bits aside).
 fn set_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
     let header = UserSlice::new(UserPtr::from_addr(arg), size_of::<KvmCpuid2>())
         .reader()
@@ -308,7 +363,18 @@ fn set_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
     if !cpuid::valid(&entries) {
         return Err(EINVAL);
     }
-    vcpu.state.lock().cpuid = entries;
+    let mut st = vcpu.state.lock();
+    if st.ran {
+        let (cr4, apic_base) = (st.cr4, st.apic_base);
+        cpuid::update_runtime(&mut entries, cr4, apic_base);
+        cpuid::update_runtime(&mut st.cpuid, cr4, apic_base);
+        return if entries[..] == st.cpuid[..] {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        };
+    }
+    st.cpuid = entries;
     Ok(())
 }
 

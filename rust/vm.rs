@@ -7,6 +7,11 @@
 //! owns its vCPUs (KVM never destroys a vCPU before its VM either: closing a
 //! vCPU fd does not free the id). Model: `virt/kvm/kvm_main.c`.
 
+use core::sync::atomic::{
+    fence,
+    Ordering, //
+};
+
 use kernel::{
     alloc::KVec,
     mm::Mm,
@@ -30,10 +35,13 @@ use crate::{
         region::Request,
         Memslots, //
     },
+    mmu::ept::Ept,
+    shim,
     vcpu::{
         Vcpu,
         VcpuFd, //
     },
+    vmx::caps::VmxCaps,
 };
 
 static VM_FOPS: fd::Fops = fd::fops::<Vm>(None);
@@ -55,6 +63,13 @@ pub(crate) struct Vm {
     /// The vCPUs, in creation order.
     #[pin]
     vcpus: Mutex<KVec<Arc<Vcpu>>>,
+    /// The CPU's VMX capabilities, read when the VM was created.
+    caps: VmxCaps,
+    /// The EPT identity map of the slots (unpaged guest modes).
+    #[pin]
+    ept: Mutex<Ept>,
+    /// `ept`'s EPT pointer; the root never changes.
+    eptp: u64,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -67,11 +82,17 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
         let mm = task.mm().ok_or(EINVAL)?;
         ARef::from(&**mm)
     };
+    let caps = crate::vmx::probe::local_caps()?;
+    let ept = Ept::new()?;
+    let eptp = ept.eptp();
     let vm = Arc::pin_init(
         pin_init!(Vm {
             mm,
             slots <- new_mutex!(Memslots::default()),
             vcpus <- new_mutex!(KVec::new()),
+            caps,
+            ept <- new_mutex!(ept),
+            eptp,
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -96,8 +117,83 @@ impl Vm {
             memory_size: req.memory_size,
             userspace_addr: req.userspace_addr,
         };
-        self.slots.lock().apply(&req)?;
+        let mut slots = self.slots.lock();
+        if let Some((start, end)) = slots.apply(&req)? {
+            self.zap_gfns(start, end)?;
+        }
         Ok(0)
+    }
+
+    /// The VMX capabilities guests of this VM run with.
+    pub(crate) fn caps(&self) -> &VmxCaps {
+        &self.caps
+    }
+
+    /// The EPT pointer of the VM's identity map.
+    pub(crate) fn eptp(&self) -> u64 {
+        self.eptp
+    }
+
+    /// The VMM address of guest-physical `[gpa, gpa + len)` if one slot
+    /// backs all of it.
+    pub(crate) fn gpa_to_hva(&self, gpa: u64, len: u64) -> Option<u64> {
+        let slots = self.slots.lock();
+        let slot = slots.find(gpa >> 12)?;
+        let end = gpa.checked_add(len)?;
+        if end > slot.end_gfn() << 12 {
+            return None;
+        }
+        Some(slot.userspace_addr + (gpa - (slot.base_gfn << 12)))
+    }
+
+    /// Maps guest frame `gfn` in the EPT if a slot backs it (pinning the
+    /// VMM's page). Returns false for a frame no slot backs (MMIO).
+    pub(crate) fn map_gfn(&self, gfn: u64) -> Result<bool> {
+        // The slots lock is held across the pin so that a slot cannot be
+        // deleted (and zapped) between the lookup and the mapping.
+        let slots = self.slots.lock();
+        let Some(slot) = slots.find(gfn) else {
+            return Ok(false);
+        };
+        let hva = slot.userspace_addr + ((gfn - slot.base_gfn) << 12);
+        let pfn = shim::pin_user_page(hva)?;
+        let installed = self.ept.lock().map(gfn, pfn);
+        if !matches!(installed, Ok(true)) {
+            // Already mapped by another vCPU, or no memory for a table.
+            // SAFETY: the pin was taken above and the map did not take it.
+            unsafe { shim::unpin_pfn(pfn) };
+        }
+        installed.map(|_| true)
+    }
+
+    /// Unmaps guest frames `[start, end)`: clears their EPT entries, makes
+    /// sure no vCPU is still running on the old entries, then unpins the
+    /// pages. Called with the slots lock held.
+    fn zap_gfns(&self, start: u64, end: u64) -> Result {
+        let mut pfns = KVec::new();
+        self.ept.lock().clear(start, end, &mut pfns)?;
+        if pfns.is_empty() {
+            return Ok(());
+        }
+        self.kick_all();
+        for pfn in pfns {
+            // SAFETY: each pin was owned by the EPT, which gave it up in
+            // `clear`; no vCPU can reach the page any more (kicked, and
+            // every window starts with INVEPT).
+            unsafe { shim::unpin_pfn(pfn) };
+        }
+        Ok(())
+    }
+
+    /// Waits until every vCPU that was inside a VMX window has left it.
+    /// A window that opens after the fence sees the updated EPT.
+    fn kick_all(&self) {
+        fence(Ordering::SeqCst);
+        for vcpu in self.vcpus.lock().iter() {
+            if let Some(cpu) = crate::vcpu::running_cpu(vcpu) {
+                shim::kick_cpu(cpu);
+            }
+        }
     }
 
     fn create_vcpu(self: &Arc<Self>, id: usize) -> Result<isize> {
@@ -112,7 +208,7 @@ impl Vm {
         if vcpus.iter().any(|v| v.id() == id) {
             return Err(EEXIST);
         }
-        let vcpu = Vcpu::new(id)?;
+        let vcpu = Vcpu::new(id, self.caps.revision_id)?;
         vcpus.reserve(1, GFP_KERNEL_ACCOUNT)?;
         let vcpu_fd = Arc::new(
             VcpuFd {

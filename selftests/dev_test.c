@@ -36,6 +36,7 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_SET_TSS_ADDR, 1 },
 	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, 1 },
 	{ KVM_CAP_GET_TSC_KHZ, 1 },
+	{ KVM_CAP_IMMEDIATE_EXIT, 1 },
 };
 
 FIXTURE(dev) {

@@ -11,6 +11,7 @@
 #include <linux/kvm.h>
 #include <stddef.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -301,6 +302,57 @@ TEST_F(pair, second_vcpu_reset_state_matches)
 	EXPECT_TRUE(same_sregs(_metadata, second, "creating vCPU 1"));
 	close(v[0]);
 	close(v[1]);
+}
+
+/*
+ * kvm_intel keeps VMX on (CR4.VMXE set) on every CPU while it is loaded, so
+ * rkvm's VMX window cannot open: KVM_RUN must fail with EBUSY and say why
+ * in the kernel log, while the same guest (one HLT) runs on kvm_intel.
+ */
+TEST_F(pair, run_is_busy_while_kvm_intel_owns_vmx)
+{
+	static const unsigned char hlt = 0xf4;
+	char seen[4096];
+
+	for (int i = 0; i < 2; i++) {
+		struct side *s = &self->s[i];
+		void *mem = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+				 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		struct kvm_userspace_memory_region r = {
+			.slot = 0, .guest_phys_addr = 0, .memory_size = 4096,
+			.userspace_addr = (unsigned long)mem,
+		};
+		struct kvm_sregs sregs;
+		struct kvm_regs regs = { .rip = 0, .rflags = 2 };
+		struct kvm_run *run;
+		int kmsg = kmsg_open();
+		int ret;
+
+		ASSERT_NE(MAP_FAILED, mem);
+		memcpy(mem, &hlt, 1);
+		ASSERT_EQ(0, ioctl(s->vm, KVM_SET_USER_MEMORY_REGION, &r));
+		ASSERT_EQ(0, ioctl(s->vcpu, KVM_GET_SREGS, &sregs));
+		sregs.cs.base = 0;
+		sregs.cs.selector = 0;
+		ASSERT_EQ(0, ioctl(s->vcpu, KVM_SET_SREGS, &sregs));
+		ASSERT_EQ(0, ioctl(s->vcpu, KVM_SET_REGS, &regs));
+		run = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s->vcpu, 0);
+		ASSERT_NE(MAP_FAILED, run);
+		errno = 0;
+		ret = ioctl(s->vcpu, KVM_RUN, 0);
+		if (i == 0) {
+			EXPECT_EQ(0, ret) TH_LOG("kvm_intel: KVM_RUN: %s", strerror(errno));
+			EXPECT_EQ(KVM_EXIT_HLT, (int)run->exit_reason);
+		} else {
+			EXPECT_EQ(-1, ret);
+			EXPECT_EQ(EBUSY, errno);
+			EXPECT_TRUE(kmsg_find(kmsg, "VMX is in use by another hypervisor",
+					      seen, sizeof(seen))) TH_LOG("log: %s", seen);
+		}
+		close(kmsg);
+		munmap(run, 4096);
+		munmap(mem, 4096);
+	}
 }
 
 TEST_HARNESS_MAIN

@@ -15,5 +15,27 @@ bool rkvm_user_range_ok(unsigned long addr, unsigned long size);
 unsigned int rkvm_num_online_cpus(void);
 /* The host TSC frequency in kHz (tsc_khz). */
 unsigned int rkvm_tsc_khz(void);
+/* virt_to_phys() / phys_to_virt() of the direct map. */
+u64 rkvm_virt_to_phys(const void *addr);
+void *rkvm_phys_to_virt(u64 pa);
+/* Long-term pin of the current process's page at hva, for writing. */
+int rkvm_pin_user_page(unsigned long hva, u64 *pfn);
+/* Unpins a page pinned by rkvm_pin_user_page(), marking it dirty. */
+void rkvm_unpin_pfn(u64 pfn);
+/* kernel_fpu_begin() / kernel_fpu_end(). */
+void rkvm_fpu_begin(void);
+void rkvm_fpu_end(void);
+/* signal_pending(current). */
+bool rkvm_signal_pending(void);
+/* cond_resched(). */
+void rkvm_cond_resched(void);
+/* Runs an empty function on cpu and waits for it: returns once cpu has had
+ * interrupts enabled, i.e. has left any VMX window it was in. */
+void rkvm_kick_cpu(int cpu);
+/* load_gs_index(). */
+void rkvm_load_gs_index(u16 sel);
+/* rdmsrq_safe() / wrmsrq(). */
+int rkvm_rdmsr_safe(u32 msr, u64 *val);
+void rkvm_wrmsr(u32 msr, u64 val);
 
 #endif

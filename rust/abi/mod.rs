@@ -57,6 +57,8 @@ pub(crate) const KVM_SET_REGS: u32 = _IOW::<KvmRegs>(KVMIO, 0x82);
 pub(crate) const KVM_GET_SREGS: u32 = _IOR::<KvmSregs>(KVMIO, 0x83);
 /// vCPU ioctl: writes them.
 pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
+/// vCPU ioctl: runs the guest until an exit user space must see.
+pub(crate) const KVM_RUN: u32 = _IO(KVMIO, 0x80);
 /// vCPU ioctl: sets the guest's CPUID.
 pub(crate) const KVM_SET_CPUID2: u32 = _IOW::<KvmCpuid2>(KVMIO, 0x90);
 /// vCPU ioctl: reads the guest's CPUID.
@@ -74,6 +76,7 @@ mod cap {
     pub(super) const JOIN_MEMORY_REGIONS_WORKS: usize = 30;
     pub(super) const MAX_VCPUS: usize = 66;
     pub(super) const MAX_VCPU_ID: usize = 128;
+    pub(super) const IMMEDIATE_EXIT: usize = 136;
     pub(super) const USER_MEMORY2: usize = 231;
 }
 
@@ -94,7 +97,8 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::JOIN_MEMORY_REGIONS_WORKS
         | cap::SET_TSS_ADDR
         | cap::SET_IDENTITY_MAP_ADDR
-        | cap::GET_TSC_KHZ => 1,
+        | cap::GET_TSC_KHZ
+        | cap::IMMEDIATE_EXIT => 1,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,

@@ -145,3 +145,42 @@ impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
         }
     }
 }
+
+/// Byte offsets in `struct kvm_run` (the page at vCPU mmap offset 0), and
+/// the exit reasons rkvm produces. Checked against `<linux/kvm.h>` through
+/// `selftests/abi_layout.h` (which also checks offsets rkvm does not use
+/// yet, such as `request_interrupt_window`).
+#[allow(dead_code)]
+pub(crate) mod kvm_run {
+    pub(crate) const REQUEST_INTERRUPT_WINDOW: usize = 0;
+    pub(crate) const IMMEDIATE_EXIT: usize = 1;
+    pub(crate) const EXIT_REASON: usize = 8;
+    pub(crate) const IO_DIRECTION: usize = 32;
+    pub(crate) const IO_SIZE: usize = 33;
+    pub(crate) const IO_PORT: usize = 34;
+    pub(crate) const IO_COUNT: usize = 36;
+    pub(crate) const IO_DATA_OFFSET: usize = 40;
+    pub(crate) const MMIO_PHYS_ADDR: usize = 32;
+    pub(crate) const MMIO_DATA: usize = 40;
+    pub(crate) const MMIO_LEN: usize = 48;
+    pub(crate) const MMIO_IS_WRITE: usize = 52;
+    pub(crate) const FAIL_ENTRY_REASON: usize = 32;
+    pub(crate) const FAIL_ENTRY_CPU: usize = 40;
+    pub(crate) const INTERNAL_SUBERROR: usize = 32;
+    pub(crate) const INTERNAL_NDATA: usize = 36;
+    pub(crate) const INTERNAL_DATA: usize = 40;
+
+    pub(crate) const EXIT_IO: u32 = 2;
+    pub(crate) const EXIT_HLT: u32 = 5;
+    pub(crate) const EXIT_MMIO: u32 = 6;
+    pub(crate) const EXIT_SHUTDOWN: u32 = 8;
+    pub(crate) const EXIT_FAIL_ENTRY: u32 = 9;
+    pub(crate) const EXIT_INTR: u32 = 10;
+    pub(crate) const EXIT_INTERNAL_ERROR: u32 = 17;
+    /// `kvm_run.io.direction`.
+    pub(crate) const IO_IN: u8 = 0;
+    pub(crate) const IO_OUT: u8 = 1;
+    /// `kvm_run.internal.suberror` values.
+    pub(crate) const INTERNAL_ERROR_EMULATION: u32 = 1;
+    pub(crate) const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+}

@@ -33,9 +33,18 @@ pub(crate) struct Memslots {
 }
 
 impl Memslots {
-    /// Applies one `KVM_SET_USER_MEMORY_REGION(2)` request.
-    pub(crate) fn apply(&mut self, req: &Request) -> Result {
+    /// The slot holding guest frame `gfn`.
+    pub(crate) fn find(&self, gfn: u64) -> Option<&Slot> {
+        let i = self.slots.partition_point(|s| s.end_gfn() <= gfn);
+        self.slots.get(i).filter(|s| s.base_gfn <= gfn)
+    }
+
+    /// Applies one `KVM_SET_USER_MEMORY_REGION(2)` request. Returns the
+    /// guest frames `[start, end)` that stopped being backed (a deleted or
+    /// moved slot's old range), whose mappings the caller must zap.
+    pub(crate) fn apply(&mut self, req: &Request) -> Result<Option<(u64, u64)>> {
         let old = self.slots.iter().find(|s| s.id == req.slot as u16);
+        let old_range = old.map(|s| (s.base_gfn, s.end_gfn()));
         let change = region::classify(
             req,
             old,
@@ -53,13 +62,17 @@ impl Memslots {
         match change {
             Change::Nothing => {}
             Change::Create(new) => self.insert(new)?,
-            Change::Delete(id) => self.remove(id),
+            Change::Delete(id) => {
+                self.remove(id);
+                return Ok(old_range);
+            }
             Change::Move(new) => {
                 // Reserve first so that a failed allocation leaves the old
                 // slot in place.
                 self.slots.reserve(1, GFP_KERNEL_ACCOUNT)?;
                 self.remove(new.id);
                 self.insert(new)?;
+                return Ok(old_range);
             }
             Change::Flags(new) => {
                 if let Some(s) = self.slots.iter_mut().find(|s| s.id == new.id) {
@@ -67,7 +80,7 @@ impl Memslots {
                 }
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Inserts a slot that overlaps no other (checked by `classify`).

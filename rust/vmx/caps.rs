@@ -66,6 +66,8 @@ pub(crate) mod pin {
     pub(crate) const NMI_EXITING: u32 = 1 << 3;
     /// Virtual NMIs (NMI blocking tracked per guest).
     pub(crate) const VIRTUAL_NMIS: u32 = 1 << 5;
+    /// Activate the VMX-preemption timer.
+    pub(crate) const PREEMPTION_TIMER: u32 = 1 << 6;
 }
 
 /// Primary processor-based VM-execution controls.
@@ -76,6 +78,8 @@ pub(crate) mod proc {
     pub(crate) const TSC_OFFSETTING: u32 = 1 << 3;
     /// HLT exits.
     pub(crate) const HLT_EXITING: u32 = 1 << 7;
+    /// MWAIT exiting.
+    pub(crate) const MWAIT_EXITING: u32 = 1 << 10;
     /// INVLPG exits (shadow paging).
     pub(crate) const INVLPG_EXITING: u32 = 1 << 9;
     /// MOV to CR3 exits (shadow paging).
@@ -90,6 +94,8 @@ pub(crate) mod proc {
     pub(crate) const UNCOND_IO_EXITING: u32 = 1 << 24;
     /// MSR accesses consult the MSR bitmaps.
     pub(crate) const USE_MSR_BITMAPS: u32 = 1 << 28;
+    /// MONITOR exiting.
+    pub(crate) const MONITOR_EXITING: u32 = 1 << 29;
     /// The secondary controls are in effect.
     pub(crate) const ACTIVATE_SECONDARY: u32 = 1 << 31;
 }
@@ -116,6 +122,8 @@ pub(crate) mod exit {
 
 /// VM-entry controls.
 pub(crate) mod entry {
+    /// Load DR7 and IA32_DEBUGCTL from the guest-state area.
+    pub(crate) const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;
     /// The guest runs in IA-32e mode after entry.
     pub(crate) const IA32E_MODE: u32 = 1 << 9;
     /// Load the guest's IA32_EFER on entry.
@@ -292,6 +300,21 @@ pub(crate) struct EptCaps {
     pub(crate) vpid: bool,
 }
 
+/// The VMCS control fields of a guest run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct RunControls {
+    /// Pin-based controls.
+    pub(crate) pin: u32,
+    /// Primary processor-based controls.
+    pub(crate) proc: u32,
+    /// Secondary processor-based controls.
+    pub(crate) proc2: u32,
+    /// VM-exit controls.
+    pub(crate) exit: u32,
+    /// VM-entry controls.
+    pub(crate) entry: u32,
+}
+
 /// Everything rkvm needs to know about the CPU's VMX implementation.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct VmxCaps {
@@ -326,6 +349,14 @@ pub(crate) struct VmxCaps {
     pub(crate) cr4_fixed1: u64,
     /// VMX-preemption timer rate: the timer counts down every 2^rate TSC ticks.
     pub(crate) preemption_timer_rate: u8,
+    /// Controls for unpaged guest modes (EPT identity map, unrestricted
+    /// guest): external interrupts and NMIs exit, the VMX-preemption timer
+    /// bounds each entry when the CPU has one, HLT, every I/O
+    /// instruction, every MSR access (no bitmaps), MOV DR, MONITOR/MWAIT
+    /// exit; CR3 accesses, INVLPG and interrupt windows do not; no VPID
+    /// (entries and exits flush the guest's linear translations); the
+    /// guest's EFER is loaded and saved.
+    pub(crate) unpaged: RunControls,
 }
 
 /// IA32_VMX_BASIC fields.
@@ -410,6 +441,37 @@ impl VmxCaps {
             0,
         )?;
 
+        let unpaged = RunControls {
+            pin: adjust_controls(
+                ControlField::Pin,
+                pin_cap,
+                pin::EXT_INTR_EXITING | pin::NMI_EXITING,
+                pin::PREEMPTION_TIMER,
+            )?,
+            proc: adjust_controls(
+                ControlField::Proc,
+                proc_cap,
+                proc::HLT_EXITING | proc::UNCOND_IO_EXITING | proc::ACTIVATE_SECONDARY,
+                proc::TSC_OFFSETTING
+                    | proc::MOV_DR_EXITING
+                    | proc::MWAIT_EXITING
+                    | proc::MONITOR_EXITING,
+            )?,
+            proc2: adjust_controls(
+                ControlField::Proc2,
+                m.procbased2,
+                proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST,
+                0,
+            )?,
+            exit,
+            entry: adjust_controls(
+                ControlField::Entry,
+                entry_cap,
+                entry::LOAD_DEBUG_CONTROLS | entry::LOAD_EFER,
+                0,
+            )?,
+        };
+
         let e = m.ept_vpid;
         if e & ept_cap::WALK_LENGTH_4 == 0 {
             return Err(ProbeError::Ept("no 4-level page walk"));
@@ -462,6 +524,7 @@ impl VmxCaps {
             cr4_fixed0: m.cr4_fixed0,
             cr4_fixed1: m.cr4_fixed1,
             preemption_timer_rate: (m.misc & 0x1f) as u8,
+            unpaged,
         })
     }
 

@@ -6,7 +6,9 @@
 //! Vol. 3C, appendix C (basic exit reasons) and section 28.2.1 (exit
 //! qualifications).
 
-/// Basic exit reasons (bits 15:0 of the exit-reason field).
+/// Basic exit reasons (bits 15:0 of the exit-reason field). The table also
+/// names reasons rkvm reports as unexpected without handling them.
+#[allow(dead_code)]
 pub(crate) mod reason {
     /// Exception or NMI.
     pub(crate) const EXCEPTION_NMI: u16 = 0;
@@ -44,6 +46,8 @@ pub(crate) mod reason {
     pub(crate) const EPT_VIOLATION: u16 = 48;
     /// EPT misconfiguration.
     pub(crate) const EPT_MISCONFIG: u16 = 49;
+    /// The VMX-preemption timer expired.
+    pub(crate) const PREEMPTION_TIMER: u16 = 52;
     /// XSETBV.
     pub(crate) const XSETBV: u16 = 55;
 }

@@ -135,6 +135,21 @@ pub(crate) fn probe_all_cpus() -> Result<VmxCaps> {
     Ok(caps)
 }
 
+/// The capabilities of the current CPU (all CPUs were checked identical at
+/// load), for a new VM. Also checks that the host's XSAVE area fits the
+/// page the VMX window saves guest FPU state into.
+pub(crate) fn local_caps() -> Result<VmxCaps> {
+    let cpu = cpu::CpuId::current().as_u32();
+    let caps = VmxCaps::from_msrs(cpuid_has_vmx(), &read_msrs(cpu)).map_err(|_| EIO)?;
+    // SAFETY: CPUID leaf 0xD exists wherever the kernel enabled XSAVE; on
+    // other CPUs it returns zeros or the highest leaf, both harmless here.
+    let xsave = unsafe { core::arch::x86_64::__cpuid_count(0xd, 0) };
+    if xsave.ebx > 4096 {
+        return Err(EIO);
+    }
+    Ok(caps)
+}
+
 /// Logs the raw MSR values (host tests use recorded ones as fixtures).
 fn log_raw(m: &VmxMsrs) {
     pr_info!(

@@ -107,3 +107,90 @@ pub(crate) fn update_runtime(entries: &mut [Entry], cr4: u64, apic_base: u64) {
         }
     }
 }
+
+/// The CPUID a guest sees when user space never set one: a small table
+/// that describes only what rkvm runs today (unpaged modes: no PSE/PAE
+/// advertised, no APIC, no XSAVE), with its own vendor string. KVM would
+/// return zeros everywhere; a guest that probes CPUID gets a sane answer.
+pub(crate) const DEFAULT: [Entry; 3] = [
+    Entry {
+        function: 0,
+        index: 0,
+        flags: 0,
+        eax: 1,
+        // "rkvmrkvmrkvm" in EBX, EDX, ECX order.
+        ebx: u32::from_le_bytes(*b"rkvm"),
+        ecx: u32::from_le_bytes(*b"rkvm"),
+        edx: u32::from_le_bytes(*b"rkvm"),
+    },
+    Entry {
+        function: 1,
+        index: 0,
+        flags: 0,
+        // Family 6, as the reset value of RDX says.
+        eax: 0x600,
+        ebx: 0,
+        ecx: 0,
+        // FPU, TSC, MSR, CX8, CMOV, FXSR, SSE, SSE2.
+        edx: 1 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 15 | 1 << 24 | 1 << 25 | 1 << 26,
+    },
+    Entry {
+        function: 0x8000_0000,
+        index: 0,
+        flags: 0,
+        eax: 0x8000_0000,
+        ebx: 0,
+        ecx: 0,
+        edx: 0,
+    },
+];
+
+/// What CPUID(`function`, `index`) returns in the guest (EAX, EBX, ECX,
+/// EDX), by KVM's rules (`kvm_cpuid()` in `arch/x86/kvm/cpuid.c`): the
+/// matching entry; else, for a function above the maximum of its range on
+/// a non-AMD vendor, the maximum basic leaf (what Intel CPUs do); else
+/// zeros. Leaves 0xB and 0x1F keep the subleaf in ECX and the x2APIC ID in
+/// EDX even for undefined subleaves.
+pub(crate) fn lookup(entries: &[Entry], function: u32, index: u32) -> [u32; 4] {
+    let regs = |e: &Entry| [e.eax, e.ebx, e.ecx, e.edx];
+    if let Some(i) = find(entries, function, index) {
+        return regs(&entries[i]);
+    }
+    let Some(basic) = find(entries, 0, 0).map(|i| entries[i]) else {
+        return [0; 4];
+    };
+    let amd = (basic.ebx, basic.ecx, basic.edx)
+        == (
+            u32::from_le_bytes(*b"Auth"),
+            u32::from_le_bytes(*b"cAMD"),
+            u32::from_le_bytes(*b"enti"),
+        )
+        || (basic.ebx, basic.ecx, basic.edx)
+            == (
+                u32::from_le_bytes(*b"Hygo"),
+                u32::from_le_bytes(*b"uine"),
+                u32::from_le_bytes(*b"nGen"),
+            );
+    if amd {
+        return [0; 4];
+    }
+    let class = match function {
+        0x4000_0000..=0x4fff_ffff => function & 0xffff_ff00,
+        0xc000_0000.. => 0xc000_0000,
+        _ => function & 0x8000_0000,
+    };
+    if let Some(c) = find(entries, class, 0) {
+        if function <= entries[c].eax {
+            return [0; 4];
+        }
+    }
+    let max = basic.eax;
+    match find(entries, max, index) {
+        Some(i) => regs(&entries[i]),
+        None if max == 0xb || max == 0x1f => {
+            let edx = find(entries, max, 0).map_or(0, |i| entries[i].edx);
+            [0, 0, index & 0xff, edx]
+        }
+        None => [0; 4],
+    }
+}

@@ -54,6 +54,29 @@ fn offset(s: &str, f: &str) -> Option<usize> {
         "kvm_cpuid_entry2" => fields!(KvmCpuidEntry2:
             "function" => function, "index" => index, "flags" => flags, "eax" => eax,
             "ebx" => ebx, "ecx" => ecx, "edx" => edx, "padding" => padding),
+        "kvm_run" => {
+            use crate::structs::kvm_run::*;
+            Some(match f {
+                "request_interrupt_window" => REQUEST_INTERRUPT_WINDOW,
+                "immediate_exit" => IMMEDIATE_EXIT,
+                "exit_reason" => EXIT_REASON,
+                "io.direction" => IO_DIRECTION,
+                "io.size" => IO_SIZE,
+                "io.port" => IO_PORT,
+                "io.count" => IO_COUNT,
+                "io.data_offset" => IO_DATA_OFFSET,
+                "mmio.phys_addr" => MMIO_PHYS_ADDR,
+                "mmio.data" => MMIO_DATA,
+                "mmio.len" => MMIO_LEN,
+                "mmio.is_write" => MMIO_IS_WRITE,
+                "fail_entry.hardware_entry_failure_reason" => FAIL_ENTRY_REASON,
+                "fail_entry.cpu" => FAIL_ENTRY_CPU,
+                "internal.suberror" => INTERNAL_SUBERROR,
+                "internal.ndata" => INTERNAL_NDATA,
+                "internal.data" => INTERNAL_DATA,
+                _ => return None,
+            })
+        }
         _ => None,
     }
 }

@@ -245,4 +245,31 @@ fn bochs_haswell_decodes_as_in_the_lab() {
     );
     assert!(c.ins_outs_info);
     assert_eq!(c.preemption_timer_rate, 0);
+    // Unpaged runs: the default-1 bits plus exactly what rkvm asks for; no
+    // CR3 or INVLPG exiting, no interrupt window, no MSR bitmaps, no VPID,
+    // no IA-32e mode entry.
+    let proc_default1 = 0x0400_6172;
+    let u = c.unpaged;
+    assert_eq!(
+        u.pin,
+        0x16 | pin::EXT_INTR_EXITING | pin::NMI_EXITING | pin::PREEMPTION_TIMER
+    );
+    assert_eq!(
+        u.proc,
+        proc_default1
+            | proc::HLT_EXITING
+            | proc::UNCOND_IO_EXITING
+            | proc::ACTIVATE_SECONDARY
+            | proc::TSC_OFFSETTING
+            | proc::MOV_DR_EXITING
+            | proc::MWAIT_EXITING
+            | proc::MONITOR_EXITING
+    );
+    assert_eq!(u.proc2, proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST);
+    assert_eq!(
+        u.entry,
+        0x11fb | entry::LOAD_DEBUG_CONTROLS | entry::LOAD_EFER
+    );
+    assert_eq!(u.entry & entry::IA32E_MODE, 0);
+    assert_eq!(u.exit, c.exit);
 }

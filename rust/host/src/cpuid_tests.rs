@@ -88,3 +88,61 @@ fn runtime_bits_follow_cr4_and_apic_base() {
     assert_eq!(c[1].edx & (1 << 9), 0);
     assert_ne!(c[2].ecx & (1 << 4), 0);
 }
+
+fn leaf(function: u32, index: u32, flags: u32, regs: [u32; 4]) -> Entry {
+    Entry {
+        function,
+        index,
+        flags,
+        eax: regs[0],
+        ebx: regs[1],
+        ecx: regs[2],
+        edx: regs[3],
+    }
+}
+
+#[test]
+fn lookup_follows_kvm_rules() {
+    let intel = [
+        leaf(0, 0, 0, [4, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]),
+        leaf(1, 0, 0, [0x306c3, 1, 2, 3]),
+        leaf(4, 0, 1, [10, 11, 12, 13]),
+        leaf(4, 1, 1, [20, 21, 22, 23]),
+        leaf(0x8000_0000, 0, 0, [0x8000_0001, 0, 0, 0]),
+    ];
+    // Exact matches, with and without a significant index.
+    assert_eq!(lookup(&intel, 1, 7), [0x306c3, 1, 2, 3]);
+    assert_eq!(lookup(&intel, 4, 1), [20, 21, 22, 23]);
+    // In range but absent: zeros (leaf 2, subleaf 2 of leaf 4).
+    assert_eq!(lookup(&intel, 2, 0), [0; 4]);
+    assert_eq!(lookup(&intel, 4, 2), [0; 4]);
+    assert_eq!(lookup(&intel, 0x8000_0001, 0), [0; 4]);
+    // Above the basic maximum: the maximum basic leaf, same subleaf.
+    assert_eq!(lookup(&intel, 5, 1), [20, 21, 22, 23]);
+    assert_eq!(lookup(&intel, 0x8000_0002, 0), [10, 11, 12, 13]);
+    assert_eq!(lookup(&intel, 0x4000_0000, 0), [10, 11, 12, 13]);
+    // AMD never redirects.
+    let mut amd = intel;
+    amd[0] = leaf(0, 0, 0, [4, 0x6874_7541, 0x444d_4163, 0x6974_6e65]);
+    assert_eq!(lookup(&amd, 5, 1), [0; 4]);
+    // No table: zeros.
+    assert_eq!(lookup(&[], 0, 0), [0; 4]);
+    // Leaf 0xB as maximum keeps ECX[7:0] and the x2APIC id.
+    let topo = [
+        leaf(0, 0, 0, [0xb, 0, 0, 0]),
+        leaf(0xb, 0, 1, [1, 1, 0x100, 7]),
+    ];
+    assert_eq!(lookup(&topo, 0xc, 0x1f3), [0, 0, 0xf3, 7]);
+}
+
+#[test]
+fn default_table_describes_an_unpaged_cpu() {
+    assert_eq!(
+        lookup(&DEFAULT, 0, 0),
+        [1, 0x6d76_6b72, 0x6d76_6b72, 0x6d76_6b72]
+    );
+    let edx = lookup(&DEFAULT, 1, 0)[3];
+    assert_eq!(edx & (1 << 3 | 1 << 6 | 1 << 9), 0, "no PSE, PAE or APIC");
+    // Leaf 2 is above the maximum (1): Intel-style redirect to leaf 1.
+    assert_eq!(lookup(&DEFAULT, 2, 0), lookup(&DEFAULT, 1, 0));
+}

@@ -22,6 +22,8 @@ pub mod cpuid;
 pub mod decode;
 #[path = "../../vmx/exit.rs"]
 pub mod exit;
+#[path = "../../x86/pio.rs"]
+pub mod pio;
 #[path = "../../x86/segment.rs"]
 pub mod segment;
 #[path = "../../x86/sregs.rs"]
@@ -37,6 +39,8 @@ mod cpuid_tests;
 mod decode_tests;
 #[cfg(test)]
 mod exit_tests;
+#[cfg(test)]
+mod pio_tests;
 #[cfg(test)]
 mod region_tests;
 #[cfg(test)]

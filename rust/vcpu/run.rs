@@ -1,0 +1,1025 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `KVM_RUN`: the loop around the VMX window and the exits it handles.
+//!
+//! Each turn of the loop (outside the window, may sleep) checks signals and
+//! `need_resched`, then opens a window ([`Window`]), loads the guest state
+//! into the VMCS and runs the guest. Exits that need neither sleeping nor
+//! user space (CPUID, CR0/CR4 writes, the MSRs rkvm emulates, NMIs) are
+//! handled inside the window and the guest resumes with VMRESUME. Every
+//! other exit closes the window and is handled here: external interrupts
+//! (taken by the host as soon as interrupts are enabled, then the loop
+//! continues), EPT violations (map the page, or emulate MMIO through user
+//! space), port I/O, HLT, triple fault, entry failures and anything
+//! unexpected (`KVM_EXIT_INTERNAL_ERROR`). Model: `vcpu_run()` in
+//! `arch/x86/kvm/x86.c` and `vmx_handle_exit()` in `arch/x86/kvm/vmx/vmx.c`.
+
+use core::sync::atomic::Ordering;
+
+use kernel::{
+    page::Page,
+    prelude::*,
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+};
+
+use super::{
+    Event,
+    Pending,
+    State,
+    Vcpu,
+    SEG_CS, //
+};
+use crate::{
+    abi::kvm_run as kr,
+    shim,
+    vm::Vm,
+    vmx::{
+        caps::VmxCaps,
+        exit::{
+            reason,
+            CrAccess,
+            EptViolation,
+            ExitReason,
+            IoExit, //
+        },
+        vmcs::field,
+        window::{
+            OpenError,
+            Window, //
+        },
+    },
+    x86::{
+        cpuid,
+        decode::{
+            self,
+            Access,
+            Insn,
+            Mode, //
+        },
+        pio,
+        sregs::{
+            cr0,
+            efer, //
+        },
+    },
+};
+
+/// Hardware register numbers (the order of `gprs` and of instruction
+/// encodings).
+const RAX: usize = 0;
+const RCX: usize = 1;
+const RDX: usize = 2;
+const RBX: usize = 3;
+const RSP: usize = 4;
+const RSI: usize = 6;
+const RDI: usize = 7;
+
+const CR0_TS: u64 = 1 << 3;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const RFLAGS_DF: u64 = 1 << 10;
+/// Code segment D/B bit in VMCS access rights.
+const AR_DB: u32 = 1 << 14;
+/// STI and MOV-SS blocking in the interruptibility state.
+const BLOCKING_STI_MOV_SS: u32 = 0b11;
+/// Event fields: valid bit, "deliver error code", hardware exception type.
+const EVENT_VALID: u32 = 1 << 31;
+const EVENT_ERROR_CODE: u32 = 1 << 11;
+const EVENT_TYPE_HW_EXCEPTION: u32 = 3 << 8;
+const EVENT_TYPE_NMI: u32 = 2 << 8;
+const EVENT_TYPE_MASK: u32 = 7 << 8;
+const GP_VECTOR: u32 = 13;
+/// Data offset of the PIO page in the vCPU mmap area.
+const PIO_DATA_OFFSET: u64 = 4096;
+/// `internal.data[0]` when paging is found on entry rather than on an exit.
+const PAGING_AT_ENTRY: u64 = 0xffff_ffff;
+/// The longest a guest runs before the VMX-preemption timer ends the
+/// window, in microseconds. Windows stay bounded even when no host
+/// interrupt can end them (Bochs 2.7 takes no external-interrupt exit from
+/// a guest that entered with RFLAGS.IF=0; see `Documentation/rkvm/lab.rst`).
+const WINDOW_SLICE_US: u64 = 1000;
+
+/// The architectural MSRs rkvm emulates for unpaged guests.
+mod msr {
+    pub(super) const TSC: u32 = 0x10;
+    pub(super) const APIC_BASE: u32 = 0x1b;
+    pub(super) const SYSENTER_CS: u32 = 0x174;
+    pub(super) const SYSENTER_ESP: u32 = 0x175;
+    pub(super) const SYSENTER_EIP: u32 = 0x176;
+    pub(super) const EFER: u32 = 0xc000_0080;
+}
+
+/// `kvm_run` and the PIO data page, as the kernel sees them.
+struct RunArea<'a> {
+    run: &'a Page,
+    pio: &'a Page,
+}
+
+impl RunArea<'_> {
+    fn write(&self, offset: usize, bytes: &[u8]) {
+        // SAFETY: the source is a valid slice; the range is inside the
+        // page (callers use the fixed `kvm_run` offsets). The page is
+        // shared with user space, which may race with this write: it can
+        // only see or leave arbitrary bytes, never invalid Rust values.
+        let _ = unsafe { self.run.write_raw(bytes.as_ptr(), offset, bytes.len()) };
+    }
+
+    fn read(&self, offset: usize, bytes: &mut [u8]) {
+        // SAFETY: as for `write`, with a valid destination.
+        let _ = unsafe { self.run.read_raw(bytes.as_mut_ptr(), offset, bytes.len()) };
+    }
+
+    fn set_exit(&self, exit_reason: u32) {
+        self.write(kr::EXIT_REASON, &exit_reason.to_ne_bytes());
+    }
+
+    fn immediate_exit(&self) -> bool {
+        let mut b = [0u8];
+        self.read(kr::IMMEDIATE_EXIT, &mut b);
+        b[0] != 0
+    }
+
+    fn io(&self, direction: u8, size: u8, port: u16, count: u32) {
+        self.set_exit(kr::EXIT_IO);
+        self.write(kr::IO_DIRECTION, &[direction]);
+        self.write(kr::IO_SIZE, &[size]);
+        self.write(kr::IO_PORT, &port.to_ne_bytes());
+        self.write(kr::IO_COUNT, &count.to_ne_bytes());
+        self.write(kr::IO_DATA_OFFSET, &PIO_DATA_OFFSET.to_ne_bytes());
+    }
+
+    fn mmio(&self, gpa: u64, data: u64, len: u8, is_write: bool) {
+        self.set_exit(kr::EXIT_MMIO);
+        self.write(kr::MMIO_PHYS_ADDR, &gpa.to_ne_bytes());
+        self.write(kr::MMIO_DATA, &data.to_le_bytes());
+        self.write(kr::MMIO_LEN, &u32::from(len).to_ne_bytes());
+        self.write(kr::MMIO_IS_WRITE, &[u8::from(is_write)]);
+    }
+
+    fn internal_error(&self, suberror: u32, data: &[u64]) {
+        self.set_exit(kr::EXIT_INTERNAL_ERROR);
+        self.write(kr::INTERNAL_SUBERROR, &suberror.to_ne_bytes());
+        self.write(kr::INTERNAL_NDATA, &(data.len() as u32).to_ne_bytes());
+        for (i, d) in data.iter().enumerate() {
+            self.write(kr::INTERNAL_DATA + 8 * i, &d.to_ne_bytes());
+        }
+    }
+
+    fn fail_entry(&self, hw_reason: u64, cpu: u32) {
+        self.set_exit(kr::EXIT_FAIL_ENTRY);
+        self.write(kr::FAIL_ENTRY_REASON, &hw_reason.to_ne_bytes());
+        self.write(kr::FAIL_ENTRY_CPU, &cpu.to_ne_bytes());
+    }
+
+    fn pio_write(&self, bytes: &[u8]) {
+        // SAFETY: as for `write`; at most one page.
+        let _ = unsafe { self.pio.write_raw(bytes.as_ptr(), 0, bytes.len()) };
+    }
+
+    fn pio_read(&self, bytes: &mut [u8]) {
+        // SAFETY: as for `read`; at most one page.
+        let _ = unsafe { self.pio.read_raw(bytes.as_mut_ptr(), 0, bytes.len()) };
+    }
+}
+
+/// General-purpose register `n` (hardware numbering) of `State`.
+fn reg(st: &State, n: usize) -> u64 {
+    let r = &st.regs;
+    [
+        r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi, r.r8, r.r9, r.r10, r.r11, r.r12,
+        r.r13, r.r14, r.r15,
+    ][n]
+}
+
+fn set_reg(st: &mut State, n: usize, v: u64) {
+    let r = &mut st.regs;
+    let slot = match n {
+        0 => &mut r.rax,
+        1 => &mut r.rcx,
+        2 => &mut r.rdx,
+        3 => &mut r.rbx,
+        4 => &mut r.rsp,
+        5 => &mut r.rbp,
+        6 => &mut r.rsi,
+        7 => &mut r.rdi,
+        8 => &mut r.r8,
+        9 => &mut r.r9,
+        10 => &mut r.r10,
+        11 => &mut r.r11,
+        12 => &mut r.r12,
+        13 => &mut r.r13,
+        14 => &mut r.r14,
+        _ => &mut r.r15,
+    };
+    *slot = v;
+}
+
+/// Skips the instruction that exited (unpaged modes: EIP wraps at 32
+/// bits) and drops STI/MOV-SS blocking, as completing it would.
+fn skip(st: &mut State, len: u64) {
+    st.regs.rip = st.regs.rip.wrapping_add(len) & 0xffff_ffff;
+    st.interruptibility &= !BLOCKING_STI_MOV_SS;
+}
+
+/// Hardware CR0 for a guest CR0 (KVM's `vmx_set_cr0` with unrestricted
+/// guest): NE forced on, CD and NW forced off; the guest reads its own
+/// value through the read shadow.
+fn hw_cr0(c: u64) -> u64 {
+    (c & !(cr0::CD | cr0::NW)) | CR0_NE
+}
+
+/// VMCS segment order (ES, CS, SS, DS, FS, GS, LDTR, TR) to `State` order
+/// (CS, DS, ES, FS, GS, SS, TR, LDTR).
+const VMCS_TO_STATE: [usize; 8] = [2, 0, 5, 1, 3, 4, 7, 6];
+
+/// What one window ended with.
+enum Outcome {
+    /// CR4.VMXE was set on entry: another hypervisor owns VMX.
+    Busy,
+    /// VMXON/VMCLEAR/VMPTRLD failed.
+    VmxFailed,
+    /// A VMWRITE failed (a bug in rkvm's field table).
+    WriteFailed(u32),
+    /// VMLAUNCH/VMRESUME failed with this VM-instruction error.
+    VmFail(u32),
+    /// An exit for the slow path.
+    Exit(ExitInfo),
+    /// The guest turned paging on (CR0 value), which needs the shadow MMU.
+    Paging(u64),
+}
+
+/// The exit information fields, read before the window closes.
+#[derive(Clone, Copy)]
+struct ExitInfo {
+    reason: ExitReason,
+    qualification: u64,
+    gpa: u64,
+    intr_info: u32,
+    insn_len: u64,
+    insn_info: u32,
+    cpu: u32,
+}
+
+/// Whether the guest continues in the window after a fast exit.
+enum Fast {
+    Resume,
+    Leave,
+    Paging(u64),
+}
+
+/// What the slow path decided.
+enum Step {
+    /// Run the guest again.
+    Continue,
+    /// Return to user space with `kvm_run` filled in.
+    ToUser,
+}
+
+/// `KVM_RUN`.
+pub(super) fn run(vm: &Vm, vcpu: &Vcpu, arg: usize) -> Result<isize> {
+    if arg != 0 {
+        return Err(EINVAL);
+    }
+    let mut st = vcpu.state.lock();
+    let area = RunArea {
+        run: &vcpu.pages[0],
+        pio: &vcpu.pages[1],
+    };
+    // Complete the I/O user space just handled, even if we then return at
+    // once: KVM documents that `immediate_exit` still completes it.
+    complete_pending(vm, &mut st, &area)?;
+    // As in KVM, this EINTR leaves `exit_reason` as it was.
+    if area.immediate_exit() {
+        return Err(EINTR);
+    }
+    loop {
+        if shim::signal_pending() {
+            area.set_exit(kr::EXIT_INTR);
+            return Err(EINTR);
+        }
+        shim::cond_resched();
+        if st.cr0 & cr0::PG != 0 {
+            area.internal_error(kr::INTERNAL_ERROR_EMULATION, &[PAGING_AT_ENTRY, st.cr0]);
+            return Ok(0);
+        }
+        let outcome = {
+            let mut hw = vcpu.hw.lock();
+            enter_guest(vm, &vcpu.running_cpu, &mut hw, &mut st)
+        };
+        let exit = match outcome {
+            Outcome::Busy => {
+                pr_err!("KVM_RUN: VMX is in use by another hypervisor (CR4.VMXE is set); unload it (kvm_intel) to run guests on rkvm\n");
+                return Err(EBUSY);
+            }
+            Outcome::VmxFailed => {
+                pr_err!("KVM_RUN: VMXON/VMPTRLD failed\n");
+                return Err(EIO);
+            }
+            Outcome::WriteFailed(f) => {
+                pr_err!("KVM_RUN: VMWRITE of field {:#x} failed\n", f);
+                return Err(EIO);
+            }
+            Outcome::VmFail(err) => {
+                area.fail_entry(u64::from(err), kernel::cpu::CpuId::current().as_u32());
+                return Ok(0);
+            }
+            Outcome::Paging(value) => {
+                area.internal_error(
+                    kr::INTERNAL_ERROR_EMULATION,
+                    &[u64::from(reason::CR_ACCESS), value],
+                );
+                return Ok(0);
+            }
+            Outcome::Exit(e) => e,
+        };
+        match handle_slow(vm, &mut st, &area, &exit)? {
+            Step::Continue => continue,
+            Step::ToUser => return Ok(0),
+        }
+    }
+}
+
+/// One VMX window: load, run until a slow exit, save.
+fn enter_guest(
+    vm: &Vm,
+    running: &core::sync::atomic::AtomicI32,
+    hw: &mut crate::vmx::window::VmxPages,
+    st: &mut State,
+) -> Outcome {
+    let caps = vm.caps();
+    let mut w = match Window::open(hw, running) {
+        Ok(w) => w,
+        Err(OpenError::Busy) => return Outcome::Busy,
+        Err(OpenError::VmxFailed) => return Outcome::VmxFailed,
+    };
+    load_guest(&mut w, st, caps, vm.eptp());
+    if let Some(f) = w.write_failed() {
+        return Outcome::WriteFailed(f);
+    }
+    w.invept(vm.eptp(), caps.ept.invept_single);
+    let timer = (caps.unpaged.pin & crate::vmx::caps::pin::PREEMPTION_TIMER != 0).then(|| {
+        let ticks = u64::from(shim::tsc_khz()) * WINDOW_SLICE_US / 1000;
+        (ticks >> caps.preemption_timer_rate).clamp(1, u64::from(u32::MAX))
+    });
+    let mut gprs = [
+        st.regs.rax,
+        st.regs.rcx,
+        st.regs.rdx,
+        st.regs.rbx,
+        0,
+        st.regs.rbp,
+        st.regs.rsi,
+        st.regs.rdi,
+        st.regs.r8,
+        st.regs.r9,
+        st.regs.r10,
+        st.regs.r11,
+        st.regs.r12,
+        st.regs.r13,
+        st.regs.r14,
+        st.regs.r15,
+    ];
+    let outcome = loop {
+        if let Some(ev) = st.pending_event.take() {
+            w.write(field::ENTRY_INTR_INFO, u64::from(ev.info));
+            w.write(field::ENTRY_EXCEPTION_ERROR_CODE, u64::from(ev.error_code));
+            w.write(field::ENTRY_INSTRUCTION_LEN, u64::from(ev.insn_len));
+        }
+        if let Some(t) = timer {
+            w.write(field::PREEMPTION_TIMER_VALUE, t);
+        }
+        st.ran = true;
+        if let Err(err) = w.enter(&mut gprs, &mut st.cr2) {
+            break Outcome::VmFail(err);
+        }
+        let e = ExitInfo {
+            reason: ExitReason(w.read(field::EXIT_REASON) as u32),
+            qualification: w.read(field::EXIT_QUALIFICATION),
+            gpa: w.read(field::GUEST_PHYSICAL_ADDRESS),
+            intr_info: w.read(field::EXIT_INTR_INFO) as u32,
+            insn_len: w.read(field::EXIT_INSTRUCTION_LEN),
+            insn_info: w.read(field::EXIT_INSTRUCTION_INFO) as u32,
+            cpu: w.cpu(),
+        };
+        if e.reason.entry_failed() {
+            break Outcome::Exit(e);
+        }
+        // An event whose delivery the exit interrupted is delivered again
+        // on the next entry (SDM 28.2.4, "IDT-vectoring information").
+        let idt = w.read(field::IDT_VECTORING_INFO) as u32;
+        if idt & EVENT_VALID != 0 {
+            st.pending_event = Some(Event {
+                info: idt & 0x8000_0fff,
+                error_code: w.read(field::IDT_VECTORING_ERROR_CODE) as u32,
+                insn_len: e.insn_len as u32,
+            });
+        }
+        match handle_fast(&mut w, st, &mut gprs, &e) {
+            Fast::Resume => continue,
+            Fast::Leave => break Outcome::Exit(e),
+            Fast::Paging(v) => break Outcome::Paging(v),
+        }
+    };
+    save_guest(&w, st, &gprs);
+    outcome
+}
+
+/// Writes the controls and the whole guest state: after VMCLEAR at the end
+/// of the last window the VMCS may be on another CPU, so nothing is
+/// assumed to be there already.
+fn load_guest(w: &mut Window<'_>, st: &State, caps: &VmxCaps, eptp: u64) {
+    let c = &caps.unpaged;
+    w.write(field::PIN_BASED_CONTROLS, u64::from(c.pin));
+    w.write(field::PROC_BASED_CONTROLS, u64::from(c.proc));
+    w.write(field::PROC_BASED_CONTROLS2, u64::from(c.proc2));
+    w.write(field::EXIT_CONTROLS, u64::from(c.exit));
+    w.write(field::ENTRY_CONTROLS, u64::from(c.entry));
+    for f in [
+        field::EXCEPTION_BITMAP,
+        field::PAGE_FAULT_ERROR_CODE_MASK,
+        field::PAGE_FAULT_ERROR_CODE_MATCH,
+        field::CR3_TARGET_COUNT,
+        field::EXIT_MSR_STORE_COUNT,
+        field::EXIT_MSR_LOAD_COUNT,
+        field::ENTRY_MSR_LOAD_COUNT,
+        field::ENTRY_INTR_INFO,
+        field::TSC_OFFSET,
+        field::GUEST_ACTIVITY_STATE,
+        field::GUEST_PENDING_DBG_EXCEPTIONS,
+        field::GUEST_IA32_DEBUGCTL,
+    ] {
+        w.write(f, 0);
+    }
+    w.write(field::VMCS_LINK_POINTER, u64::MAX);
+    w.write(field::EPT_POINTER, eptp);
+    // Every CR0/CR4 bit is owned by rkvm: guest writes that change one
+    // exit; reads see the shadow, i.e. the guest's own value.
+    w.write(field::CR0_GUEST_HOST_MASK, u64::MAX);
+    w.write(field::CR4_GUEST_HOST_MASK, u64::MAX);
+    w.write(field::CR0_READ_SHADOW, st.cr0);
+    w.write(field::GUEST_CR0, hw_cr0(st.cr0));
+    w.write(field::CR4_READ_SHADOW, st.cr4);
+    w.write(field::GUEST_CR4, st.cr4 | caps.cr4_fixed0);
+    w.write(field::GUEST_CR3, st.cr3);
+    for (v, &s) in VMCS_TO_STATE.iter().enumerate() {
+        let (sel, limit, ar, base) = field::guest_seg(v as u32);
+        let seg = &st.segs[s];
+        w.write(sel, u64::from(seg.selector));
+        w.write(limit, u64::from(seg.limit));
+        w.write(ar, u64::from(seg.ar));
+        w.write(base, seg.base);
+    }
+    w.write(field::GUEST_GDTR_BASE, st.gdt.base);
+    w.write(field::GUEST_GDTR_LIMIT, u64::from(st.gdt.limit));
+    w.write(field::GUEST_IDTR_BASE, st.idt.base);
+    w.write(field::GUEST_IDTR_LIMIT, u64::from(st.idt.limit));
+    w.write(field::GUEST_DR7, 0x400);
+    w.write(field::GUEST_RSP, st.regs.rsp);
+    w.write(field::GUEST_RIP, st.regs.rip);
+    w.write(field::GUEST_RFLAGS, st.regs.rflags);
+    w.write(field::GUEST_IA32_EFER, st.efer);
+    w.write(field::GUEST_SYSENTER_CS, st.sysenter[0]);
+    w.write(field::GUEST_SYSENTER_ESP, st.sysenter[1]);
+    w.write(field::GUEST_SYSENTER_EIP, st.sysenter[2]);
+    w.write(
+        field::GUEST_INTERRUPTIBILITY,
+        u64::from(st.interruptibility),
+    );
+}
+
+/// Reads the guest state back from the VMCS into `State`.
+fn save_guest(w: &Window<'_>, st: &mut State, g: &[u64; 16]) {
+    let r = &mut st.regs;
+    (r.rax, r.rcx, r.rdx, r.rbx, r.rbp, r.rsi, r.rdi) = (g[0], g[1], g[2], g[3], g[5], g[6], g[7]);
+    (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
+        (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
+    r.rsp = w.read(field::GUEST_RSP);
+    r.rip = w.read(field::GUEST_RIP);
+    r.rflags = w.read(field::GUEST_RFLAGS);
+    for (v, &s) in VMCS_TO_STATE.iter().enumerate() {
+        let (sel, limit, ar, base) = field::guest_seg(v as u32);
+        let seg = &mut st.segs[s];
+        seg.selector = w.read(sel) as u16;
+        seg.limit = w.read(limit) as u32;
+        seg.ar = w.read(ar) as u32;
+        seg.base = w.read(base);
+    }
+    st.gdt.base = w.read(field::GUEST_GDTR_BASE);
+    st.gdt.limit = w.read(field::GUEST_GDTR_LIMIT) as u16;
+    st.idt.base = w.read(field::GUEST_IDTR_BASE);
+    st.idt.limit = w.read(field::GUEST_IDTR_LIMIT) as u16;
+    st.cr0 = w.read(field::CR0_READ_SHADOW);
+    st.cr3 = w.read(field::GUEST_CR3);
+    st.cr4 = w.read(field::CR4_READ_SHADOW);
+    st.efer = w.read(field::GUEST_IA32_EFER);
+    st.sysenter = [
+        w.read(field::GUEST_SYSENTER_CS),
+        w.read(field::GUEST_SYSENTER_ESP),
+        w.read(field::GUEST_SYSENTER_EIP),
+    ];
+    st.interruptibility = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
+}
+
+/// Skips the exiting instruction inside the window.
+fn skip_in_window(w: &mut Window<'_>, len: u64) {
+    let rip = w.read(field::GUEST_RIP).wrapping_add(len) & 0xffff_ffff;
+    w.write(field::GUEST_RIP, rip);
+    let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
+    if blocking & BLOCKING_STI_MOV_SS != 0 {
+        w.write(
+            field::GUEST_INTERRUPTIBILITY,
+            u64::from(blocking & !BLOCKING_STI_MOV_SS),
+        );
+    }
+}
+
+/// Queues #GP(0) for the next entry (no error code in real mode, where
+/// the entry checks forbid one).
+fn inject_gp(st: &mut State, protected: bool) {
+    let code = if protected { EVENT_ERROR_CODE } else { 0 };
+    st.pending_event = Some(Event {
+        info: EVENT_VALID | EVENT_TYPE_HW_EXCEPTION | code | GP_VECTOR,
+        error_code: 0,
+        insn_len: 0,
+    });
+}
+
+/// Exits handled without leaving the window.
+fn handle_fast(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo) -> Fast {
+    match e.reason.basic() {
+        reason::EXCEPTION_NMI if e.intr_info & EVENT_TYPE_MASK == EVENT_TYPE_NMI => {
+            w.reraise_nmi();
+            Fast::Resume
+        }
+        reason::CPUID => {
+            let (function, index) = (g[RAX] as u32, g[RCX] as u32);
+            let out = if st.cpuid.is_empty() {
+                cpuid::lookup(&cpuid::DEFAULT, function, index)
+            } else {
+                let apic_base = st.apic_base;
+                let cr4 = w.read(field::CR4_READ_SHADOW);
+                cpuid::update_runtime(&mut st.cpuid, cr4, apic_base);
+                cpuid::lookup(&st.cpuid, function, index)
+            };
+            for (r, v) in [RAX, RBX, RCX, RDX].into_iter().zip(out) {
+                g[r] = u64::from(v);
+            }
+            skip_in_window(w, e.insn_len);
+            Fast::Resume
+        }
+        reason::CR_ACCESS => handle_cr(w, st, g, e),
+        reason::RDMSR | reason::WRMSR => {
+            let index = g[RCX] as u32;
+            let ok = if e.reason.basic() == reason::RDMSR {
+                match read_msr(w, st, index) {
+                    Some(v) => {
+                        g[RAX] = v & 0xffff_ffff;
+                        g[RDX] = v >> 32;
+                        true
+                    }
+                    None => false,
+                }
+            } else {
+                write_msr(w, st, index, (g[RDX] << 32) | (g[RAX] & 0xffff_ffff))
+            };
+            if ok {
+                skip_in_window(w, e.insn_len);
+            } else {
+                let protected = w.read(field::CR0_READ_SHADOW) & cr0::PE != 0;
+                inject_gp(st, protected);
+            }
+            Fast::Resume
+        }
+        _ => Fast::Leave,
+    }
+}
+
+/// RDMSR of the MSRs rkvm emulates; `None` means #GP (KVM's default for an
+/// MSR it does not know).
+fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
+    Some(match index {
+        msr::EFER => w.read(field::GUEST_IA32_EFER),
+        msr::SYSENTER_CS => w.read(field::GUEST_SYSENTER_CS),
+        msr::SYSENTER_ESP => w.read(field::GUEST_SYSENTER_ESP),
+        msr::SYSENTER_EIP => w.read(field::GUEST_SYSENTER_EIP),
+        msr::APIC_BASE => st.apic_base,
+        msr::TSC => {
+            // The TSC offset is 0: the guest reads the host TSC.
+            let (lo, hi): (u32, u32);
+            // SAFETY: RDTSC has no side effects.
+            unsafe {
+                core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi,
+                                 options(nomem, nostack, preserves_flags));
+            }
+            u64::from(hi) << 32 | u64::from(lo)
+        }
+        _ => return None,
+    })
+}
+
+/// WRMSR of the MSRs rkvm emulates; false means #GP.
+fn write_msr(w: &mut Window<'_>, st: &State, index: u32, v: u64) -> bool {
+    match index {
+        msr::EFER => {
+            // LMA is read-only: KVM keeps the current value.
+            let old = w.read(field::GUEST_IA32_EFER);
+            let new = (v & !efer::LMA) | (old & efer::LMA);
+            if !cpuid::guest_cpu(&st.cpuid).efer_valid(new) {
+                return false;
+            }
+            w.write(field::GUEST_IA32_EFER, new);
+        }
+        msr::SYSENTER_CS => w.write(field::GUEST_SYSENTER_CS, v & 0xffff_ffff),
+        msr::SYSENTER_ESP => w.write(field::GUEST_SYSENTER_ESP, v),
+        msr::SYSENTER_EIP => w.write(field::GUEST_SYSENTER_EIP, v),
+        _ => return false,
+    }
+    true
+}
+
+/// MOV to CR0/CR3/CR4, MOV from CR3, CLTS and LMSW (KVM's
+/// `handle_cr()`/`kvm_set_cr0()`/`kvm_set_cr4()` rules).
+fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo) -> Fast {
+    let gpr = |w: &Window<'_>, g: &[u64; 16], n: u8| {
+        if usize::from(n) == RSP {
+            w.read(field::GUEST_RSP)
+        } else {
+            g[usize::from(n)]
+        }
+    };
+    let old = w.read(field::CR0_READ_SHADOW);
+    let new_cr0 = match CrAccess::from_qualification(e.qualification) {
+        CrAccess::ToCr { cr: 0, gpr: n } => gpr(w, g, n),
+        CrAccess::ToCr { cr: 4, gpr: n } => {
+            let v = gpr(w, g, n) & 0xffff_ffff;
+            let cpu = cpuid::guest_cpu(&st.cpuid);
+            if !cpu.cr4_valid(v) {
+                inject_gp(st, old & cr0::PE != 0);
+                return Fast::Resume;
+            }
+            w.write(field::CR4_READ_SHADOW, v);
+            w.write(field::GUEST_CR4, v | st_cr4_fixed0(w));
+            skip_in_window(w, e.insn_len);
+            return Fast::Resume;
+        }
+        CrAccess::ToCr { cr: 3, gpr: n } => {
+            let v = gpr(w, g, n) & 0xffff_ffff;
+            w.write(field::GUEST_CR3, v);
+            skip_in_window(w, e.insn_len);
+            return Fast::Resume;
+        }
+        CrAccess::FromCr { cr: 3, gpr: n } => {
+            let v = w.read(field::GUEST_CR3);
+            if usize::from(n) == RSP {
+                w.write(field::GUEST_RSP, v);
+            } else {
+                g[usize::from(n)] = v;
+            }
+            skip_in_window(w, e.insn_len);
+            return Fast::Resume;
+        }
+        CrAccess::Clts => old & !CR0_TS,
+        // LMSW writes CR0[3:0] but cannot clear PE.
+        CrAccess::Lmsw(src) => (old & !0xe) | (u64::from(src) & 0xf),
+        _ => return Fast::Leave,
+    };
+    let v = new_cr0 | CR0_ET;
+    // Outside long mode the upper half does not exist; KVM rejects set
+    // bits there, PG without PE and NW without CD with #GP.
+    if v >> 32 != 0
+        || (v & cr0::PG != 0 && v & cr0::PE == 0)
+        || (v & cr0::NW != 0 && v & cr0::CD == 0)
+    {
+        inject_gp(st, old & cr0::PE != 0);
+        return Fast::Resume;
+    }
+    if v & cr0::PG != 0 {
+        return Fast::Paging(v);
+    }
+    w.write(field::CR0_READ_SHADOW, v);
+    w.write(field::GUEST_CR0, hw_cr0(v));
+    skip_in_window(w, e.insn_len);
+    Fast::Resume
+}
+
+/// The CR4 bits VMX operation forces on (VMXE), from the VMCS's own view:
+/// the guest CR4 minus its read shadow's bits.
+fn st_cr4_fixed0(w: &Window<'_>) -> u64 {
+    w.read(field::GUEST_CR4) & !w.read(field::CR4_READ_SHADOW)
+}
+
+/// Exits handled after the window closed.
+fn handle_slow(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result<Step> {
+    if e.reason.entry_failed() {
+        area.fail_entry(u64::from(e.reason.0), e.cpu);
+        return Ok(Step::ToUser);
+    }
+    match e.reason.basic() {
+        // The host took the interrupt when the window closed; the timer
+        // only bounds the window.
+        reason::EXTERNAL_INTERRUPT | reason::PREEMPTION_TIMER => Ok(Step::Continue),
+        reason::TRIPLE_FAULT => {
+            area.set_exit(kr::EXIT_SHUTDOWN);
+            Ok(Step::ToUser)
+        }
+        reason::HLT => {
+            skip(st, e.insn_len);
+            area.set_exit(kr::EXIT_HLT);
+            Ok(Step::ToUser)
+        }
+        reason::IO_INSTRUCTION => handle_io(vm, st, area, e),
+        reason::EPT_VIOLATION => handle_ept_violation(vm, st, area, e),
+        _ => {
+            area.internal_error(
+                kr::INTERNAL_ERROR_UNEXPECTED_EXIT_REASON,
+                &[u64::from(e.reason.0), u64::from(e.cpu)],
+            );
+            Ok(Step::ToUser)
+        }
+    }
+}
+
+/// Reports an instruction rkvm cannot emulate, with its bytes (KVM's
+/// emulation-failure layout: flags = 1 "instruction bytes follow", the
+/// length, then the bytes).
+fn emulation_failure(area: &RunArea<'_>, bytes: &[u8]) {
+    let mut b = [0u8; 16];
+    let n = bytes.len().min(16);
+    b[..n].copy_from_slice(&bytes[..n]);
+    let (lo, hi) = b.split_at(8);
+    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+    area.internal_error(
+        kr::INTERNAL_ERROR_EMULATION,
+        &[1, n as u64, word(lo), word(hi)],
+    );
+}
+
+/// Port I/O: KVM_EXIT_IO with the data in the PIO page.
+fn handle_io(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result<Step> {
+    let Some(io) = IoExit::from_qualification(e.qualification) else {
+        emulation_failure(area, &[]);
+        return Ok(Step::ToUser);
+    };
+    let dir = if io.input { kr::IO_IN } else { kr::IO_OUT };
+    if !io.string {
+        if io.input {
+            st.pending = Pending::PioIn { size: io.size };
+        } else {
+            let data = reg(st, RAX).to_le_bytes();
+            area.pio_write(&data[..usize::from(io.size)]);
+        }
+        // KVM advances RIP before the exit for both directions.
+        skip(st, e.insn_len);
+        area.io(dir, io.size, io.port, 1);
+        return Ok(Step::ToUser);
+    }
+
+    let caps = vm.caps();
+    let cs_32 = st.segs[SEG_CS].ar & AR_DB != 0;
+    let (addr_bytes, seg_vmcs) = if caps.ins_outs_info {
+        let a = match (e.insn_info >> 7) & 7 {
+            0 => 2,
+            1 => 4,
+            _ => 8,
+        };
+        (a, (e.insn_info >> 15) & 7)
+    } else {
+        (if cs_32 { 4 } else { 2 }, 3)
+    };
+    // INS always writes through ES.
+    let seg_vmcs = if io.input { 0 } else { seg_vmcs as usize };
+    let seg_base = st.segs[VMCS_TO_STATE[seg_vmcs & 7]].base;
+    let mask = pio::addr_mask(addr_bytes);
+    let index_reg = if io.input { RDI } else { RSI };
+    let offset = reg(st, index_reg) & mask;
+    let remaining = if io.rep { reg(st, RCX) & mask } else { 1 };
+    if remaining == 0 {
+        skip(st, e.insn_len);
+        return Ok(Step::Continue);
+    }
+    let size = u64::from(io.size);
+    let df = st.regs.rflags & RFLAGS_DF != 0;
+    let Some(chunk) = pio::plan(seg_base, offset, mask, size, df, remaining) else {
+        emulation_failure(area, &[]);
+        return Ok(Step::ToUser);
+    };
+    let s = StringIo {
+        low: chunk.low & 0xffff_ffff,
+        count: chunk.count,
+        size,
+        df,
+        rep: io.rep,
+        addr_bytes,
+        insn_len: e.insn_len,
+    };
+    if io.input {
+        st.pending = Pending::Ins(s);
+    } else {
+        let mut buf = KVec::from_elem(0u8, s.bytes(), GFP_KERNEL)?;
+        if vm.read_guest(s.low, &mut buf).is_err() {
+            emulation_failure(area, &[]);
+            return Ok(Step::ToUser);
+        }
+        if df {
+            reverse_elements(&mut buf, s.size);
+        }
+        area.pio_write(&buf);
+        s.advance(st, RSI);
+    }
+    area.io(dir, io.size, io.port, chunk.count as u32);
+    Ok(Step::ToUser)
+}
+
+/// One step of a string I/O instruction (see [`pio::plan`]).
+#[derive(Clone, Copy)]
+pub(super) struct StringIo {
+    /// Lowest guest-physical byte of the run.
+    low: u64,
+    count: u64,
+    size: u64,
+    df: bool,
+    rep: bool,
+    addr_bytes: u8,
+    insn_len: u64,
+}
+
+impl StringIo {
+    fn bytes(&self) -> usize {
+        (self.count * self.size) as usize
+    }
+
+    /// Moves the index register (and RCX for REP) past this step; skips
+    /// the instruction when it is complete.
+    fn advance(&self, st: &mut State, index_reg: usize) {
+        let mask = pio::addr_mask(self.addr_bytes);
+        let delta = self.count * self.size;
+        let old = reg(st, index_reg);
+        let moved = if self.df {
+            old.wrapping_sub(delta)
+        } else {
+            old.wrapping_add(delta)
+        } & mask;
+        set_reg(st, index_reg, pio::set_index(old, moved, self.addr_bytes));
+        let done = if self.rep {
+            let rcx = reg(st, RCX);
+            let left = (rcx & mask) - self.count;
+            set_reg(st, RCX, pio::set_index(rcx, left, self.addr_bytes));
+            left == 0
+        } else {
+            true
+        };
+        if done {
+            skip(st, self.insn_len);
+        }
+    }
+}
+
+/// Reverses the order of `size`-byte elements (DF=1 runs are stored from
+/// the highest address down).
+fn reverse_elements(buf: &mut [u8], size: u64) {
+    let size = size as usize;
+    if size == 0 {
+        return;
+    }
+    // Reversing all bytes reverses the elements and each element's bytes;
+    // reversing each element again restores them.
+    buf.reverse();
+    for element in buf.chunks_exact_mut(size) {
+        element.reverse();
+    }
+}
+
+/// EPT violation: map the slot page it hit, or emulate the MMIO access.
+fn handle_ept_violation(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result<Step> {
+    if vm.map_gfn(e.gpa >> 12)? {
+        return Ok(Step::Continue);
+    }
+    let cs = &st.segs[SEG_CS];
+    let lin = cs.base.wrapping_add(st.regs.rip) & 0xffff_ffff;
+    let mut bytes = [0u8; decode::MAX_LEN];
+    let n = vm.fetch(lin, &mut bytes);
+    if EptViolation::from_qualification(e.qualification).fetch || n == 0 {
+        emulation_failure(area, &bytes[..n]);
+        return Ok(Step::ToUser);
+    }
+    let mode = if cs.ar & AR_DB != 0 {
+        Mode::Bits32
+    } else {
+        Mode::Bits16
+    };
+    let Ok(insn) = decode::decode(&bytes[..n], mode) else {
+        emulation_failure(area, &bytes[..n]);
+        return Ok(Step::ToUser);
+    };
+    let store = |v: u64| v & size_mask(insn.size);
+    match insn.access {
+        Access::StoreReg(r) => {
+            let v = reg(st, usize::from(r.num));
+            let v = if r.high_byte { v >> 8 } else { v };
+            area.mmio(e.gpa, store(v), insn.size, true);
+            skip(st, u64::from(insn.len));
+        }
+        Access::StoreImm(v) => {
+            area.mmio(e.gpa, store(v), insn.size, true);
+            skip(st, u64::from(insn.len));
+        }
+        Access::Load { .. } => {
+            area.mmio(e.gpa, 0, insn.size, false);
+            st.pending = Pending::MmioLoad(insn);
+        }
+    }
+    Ok(Step::ToUser)
+}
+
+fn size_mask(size: u8) -> u64 {
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * u32::from(size))) - 1
+    }
+}
+
+/// Finishes the I/O user space has just served (KVM's
+/// `complete_userspace_io`).
+fn complete_pending(vm: &Vm, st: &mut State, area: &RunArea<'_>) -> Result {
+    match core::mem::take(&mut st.pending) {
+        Pending::None => {}
+        Pending::PioIn { size } => {
+            let mut data = [0u8; 8];
+            area.pio_read(&mut data[..usize::from(size)]);
+            let v = u64::from_le_bytes(data);
+            // A 4-byte IN zero-extends into RAX; narrower ones merge.
+            let rax = match size {
+                4 => v,
+                _ => (reg(st, RAX) & !size_mask(size)) | v,
+            };
+            set_reg(st, RAX, rax);
+        }
+        Pending::Ins(s) => {
+            let mut buf = KVec::from_elem(0u8, s.bytes(), GFP_KERNEL)?;
+            area.pio_read(&mut buf);
+            if s.df {
+                reverse_elements(&mut buf, s.size);
+            }
+            vm.write_guest(s.low, &buf)?;
+            s.advance(st, RDI);
+        }
+        Pending::MmioLoad(insn) => complete_mmio_load(st, area, &insn),
+    }
+    Ok(())
+}
+
+fn complete_mmio_load(st: &mut State, area: &RunArea<'_>, insn: &Insn) {
+    let mut data = [0u8; 8];
+    area.read(kr::MMIO_DATA, &mut data);
+    if let Access::Load { dst, .. } = insn.access {
+        let n = usize::from(dst.num);
+        let v = decode::apply_load(reg(st, n), u64::from_le_bytes(data), insn);
+        set_reg(st, n, v);
+    }
+    skip(st, u64::from(insn.len));
+}
+
+/// Whether the vCPU is inside a VMX window right now (for kicks).
+pub(crate) fn running_cpu(vcpu: &Vcpu) -> Option<i32> {
+    let cpu = vcpu.running_cpu.load(Ordering::SeqCst);
+    (cpu >= 0).then_some(cpu)
+}
+
+/// Guest memory through the VMM's mapping of a slot.
+impl Vm {
+    /// Copies guest-physical `[gpa, gpa + buf.len())`, which must lie in
+    /// one slot, into `buf`.
+    pub(crate) fn read_guest(&self, gpa: u64, buf: &mut [u8]) -> Result {
+        let hva = self.gpa_to_hva(gpa, buf.len() as u64).ok_or(EFAULT)?;
+        UserSlice::new(UserPtr::from_addr(hva as usize), buf.len())
+            .reader()
+            .read_slice(buf)
+    }
+
+    /// Copies `buf` to guest-physical `gpa` (one slot).
+    pub(crate) fn write_guest(&self, gpa: u64, buf: &[u8]) -> Result {
+        let hva = self.gpa_to_hva(gpa, buf.len() as u64).ok_or(EFAULT)?;
+        UserSlice::new(UserPtr::from_addr(hva as usize), buf.len())
+            .writer()
+            .write_slice(buf)
+    }
+
+    /// Reads up to `buf.len()` instruction bytes at guest-physical `gpa`,
+    /// page by page; returns how many could be read.
+    fn fetch(&self, gpa: u64, buf: &mut [u8]) -> usize {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = gpa + done as u64;
+            let n = (buf.len() - done).min(4096 - (at & 0xfff) as usize);
+            if self.read_guest(at, &mut buf[done..done + n]).is_err() {
+                break;
+            }
+            done += n;
+        }
+        done
+    }
+}

@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VMX window: the interrupts-off stretch in which a CPU is in VMX
+//! operation running one vCPU.
+//!
+//! Linux 7.3 lets only the modules named kvm/kvm-intel update the kernel's
+//! CR4 shadow, so rkvm may set CR4.VMXE only while nothing else on the CPU
+//! can write CR4: with interrupts disabled. [`Window::open`] saves what a
+//! VM exit does not restore, sets CR4.VMXE, VMXON, VMCLEAR + VMPTRLD of the
+//! vCPU's VMCS and writes the host-state fields for this CPU. Dropping the
+//! window VMCLEARs (so the vCPU may run on another CPU next time), VMXOFFs,
+//! restores CR4 and the saved host state, and only then lets interrupts
+//! back in. See `Documentation/rkvm/design.rst`, "The VMX window".
+
+use core::{
+    arch::asm,
+    sync::atomic::{
+        AtomicI32,
+        Ordering, //
+    },
+};
+
+use kernel::{
+    cpu::CpuId,
+    interrupt::{
+        local_interrupt_disable,
+        LocalInterruptDisabled, //
+    },
+    prelude::*,
+};
+
+use super::{
+    caps::CR4_VMXE,
+    vmcs::{
+        self,
+        field, //
+    },
+};
+use crate::{
+    mmu::Page4k,
+    shim::{
+        self,
+        FpuGuard, //
+    },
+};
+
+extern "C" {
+    /// `c/vmenter.S`.
+    fn rkvm_vmx_enter(gprs: *mut u64, resume: i32) -> i32;
+    /// The VM-exit landing point (HOST_RIP) inside `rkvm_vmx_enter`.
+    fn rkvm_vmx_exit();
+}
+
+mod msr {
+    pub(super) const SYSENTER_CS: u32 = 0x174;
+    pub(super) const SYSENTER_ESP: u32 = 0x175;
+    pub(super) const SYSENTER_EIP: u32 = 0x176;
+    pub(super) const DEBUGCTL: u32 = 0x1d9;
+    pub(super) const EFER: u32 = 0xc000_0080;
+    pub(super) const FS_BASE: u32 = 0xc000_0100;
+    pub(super) const GS_BASE: u32 = 0xc000_0101;
+    pub(super) const KERNEL_GS_BASE: u32 = 0xc000_0102;
+}
+
+/// DR7 after reset and after every VM exit.
+const DR7_RESET: u64 = 0x400;
+/// CR4.OSXSAVE.
+const CR4_OSXSAVE: u64 = 1 << 18;
+/// XCR0 state components rkvm never lets the guest area load: PKRU.
+const XCR0_PKRU: u64 = 1 << 9;
+
+/// The per-vCPU pages of the VMX window.
+pub(crate) struct VmxPages {
+    vmxon: KBox<Page4k>,
+    vmcs: KBox<Page4k>,
+    /// The guest's x87/SSE/AVX state between windows (XSAVE standard
+    /// format, or FXSAVE format without XSAVE).
+    fpu: KBox<Page4k>,
+}
+
+impl VmxPages {
+    /// Pages for a vCPU, stamped with the VMCS revision id; the guest FPU
+    /// state is the reset state (FCW 0x37f, MXCSR 0x1f80).
+    pub(crate) fn new(revision_id: u32) -> Result<Self> {
+        let mut vmxon = Page4k::new_zeroed()?;
+        let mut vmcs = Page4k::new_zeroed()?;
+        vmxon.0[0] = u64::from(revision_id);
+        vmcs.0[0] = u64::from(revision_id);
+        let mut fpu = Page4k::new_zeroed()?;
+        // FCW (bytes 0-1) and MXCSR (bytes 24-27).
+        fpu.0[0] = 0x37f;
+        fpu.0[3] = 0x1f80;
+        Ok(Self { vmxon, vmcs, fpu })
+    }
+}
+
+/// A descriptor-table register image (SGDT/SIDT layout).
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+struct DescPtr {
+    limit: u16,
+    base: u64,
+}
+
+/// What VM exit does not restore, saved at [`Window::open`].
+struct HostState {
+    cr4: u64,
+    ds: u16,
+    es: u16,
+    fs: u16,
+    gs: u16,
+    ldt: u16,
+    gdt: DescPtr,
+    idt: DescPtr,
+    fs_base: u64,
+    kernel_gs_base: u64,
+    dr7: u64,
+    debugctl: u64,
+    xsave_mask: Option<u64>,
+}
+
+fn rdmsr(index: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: only called for architectural MSRs every x86-64 CPU has.
+    unsafe {
+        asm!("rdmsr", in("ecx") index, out("eax") lo, out("edx") hi,
+             options(nomem, nostack, preserves_flags));
+    }
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+fn read_cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reading CR4 has no side effects.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// Writes CR4 behind the kernel's shadow.
+///
+/// # Safety
+///
+/// Interrupts disabled; the value differs from the shadow only in VMXE,
+/// and the caller restores the shadow's value before enabling interrupts.
+unsafe fn write_cr4(v: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { asm!("mov cr4, {}", in(reg) v, options(nostack, preserves_flags)) };
+}
+
+macro_rules! read_seg {
+    ($seg:literal) => {{
+        let v: u16;
+        // SAFETY: reading a segment selector has no side effects.
+        unsafe {
+            asm!(concat!("mov {0:x}, ", $seg), out(reg) v,
+                 options(nomem, nostack, preserves_flags));
+        }
+        v
+    }};
+}
+
+impl HostState {
+    fn save() -> Self {
+        let mut gdt = DescPtr::default();
+        let mut idt = DescPtr::default();
+        let (ldt, dr7): (u16, u64);
+        // SAFETY: SGDT/SIDT store 10 bytes into the `DescPtr`s; SLDT and
+        // reading DR7 have no side effects.
+        unsafe {
+            asm!("sgdt [{}]", in(reg) &raw mut gdt, options(nostack, preserves_flags));
+            asm!("sidt [{}]", in(reg) &raw mut idt, options(nostack, preserves_flags));
+            asm!("sldt {0:x}", out(reg) ldt, options(nomem, nostack, preserves_flags));
+            asm!("mov {}, dr7", out(reg) dr7, options(nomem, nostack, preserves_flags));
+        }
+        let cr4 = read_cr4();
+        let xsave_mask = (cr4 & CR4_OSXSAVE != 0).then(|| {
+            let (lo, hi): (u32, u32);
+            // SAFETY: XGETBV(0) is valid with CR4.OSXSAVE set.
+            unsafe {
+                asm!("xgetbv", in("ecx") 0, out("eax") lo, out("edx") hi,
+                     options(nomem, nostack, preserves_flags));
+            }
+            (u64::from(hi) << 32 | u64::from(lo)) & !XCR0_PKRU
+        });
+        Self {
+            cr4,
+            ds: read_seg!("ds"),
+            es: read_seg!("es"),
+            fs: read_seg!("fs"),
+            gs: read_seg!("gs"),
+            ldt,
+            gdt,
+            idt,
+            fs_base: rdmsr(msr::FS_BASE),
+            kernel_gs_base: rdmsr(msr::KERNEL_GS_BASE),
+            dr7,
+            debugctl: shim::rdmsr_safe(msr::DEBUGCTL).unwrap_or(0),
+            xsave_mask,
+        }
+    }
+
+    /// The base of the TSS the current TR selects, from its GDT descriptor.
+    fn tr_base(&self) -> u64 {
+        let tr: u16;
+        // SAFETY: STR has no side effects.
+        unsafe { asm!("str {0:x}", out(reg) tr, options(nomem, nostack, preserves_flags)) };
+        let desc = (self.gdt.base + u64::from(tr & !7)) as *const u64;
+        // SAFETY: TR selects a 16-byte system descriptor inside the GDT,
+        // which is mapped (it is the live GDT of this CPU).
+        let (lo, hi) = unsafe { (desc.read_unaligned(), desc.add(1).read_unaligned()) };
+        ((lo >> 16) & 0xff_ffff) | ((lo >> 56) << 24) | ((hi & 0xffff_ffff) << 32)
+    }
+
+    /// Restores what VM exit changed: data segment selectors, FS/GS with
+    /// their bases, LDTR, the GDT and IDT limits, DR7 and DEBUGCTL.
+    ///
+    /// # Safety
+    ///
+    /// Interrupts disabled, after the last VM exit of the window.
+    unsafe fn restore(&self) {
+        // SAFETY: every value was read from this CPU at `save`, with
+        // interrupts disabled since; reloading them undoes VM exit.
+        unsafe {
+            if self.ds != 0 {
+                asm!("mov ds, {0:x}", in(reg) self.ds, options(nostack, preserves_flags));
+            }
+            if self.es != 0 {
+                asm!("mov es, {0:x}", in(reg) self.es, options(nostack, preserves_flags));
+            }
+            if self.fs != 0 {
+                asm!("mov fs, {0:x}", in(reg) self.fs, options(nostack, preserves_flags));
+                shim::wrmsr(msr::FS_BASE, self.fs_base);
+            }
+            if self.gs != 0 {
+                shim::load_gs_index(self.gs);
+                shim::wrmsr(msr::KERNEL_GS_BASE, self.kernel_gs_base);
+            }
+            if self.ldt != 0 {
+                asm!("lldt {0:x}", in(reg) self.ldt, options(nostack, preserves_flags));
+            }
+            asm!("lgdt [{}]", in(reg) &raw const self.gdt, options(nostack, preserves_flags));
+            asm!("lidt [{}]", in(reg) &raw const self.idt, options(nostack, preserves_flags));
+            if self.dr7 != DR7_RESET {
+                asm!("mov dr7, {}", in(reg) self.dr7, options(nostack, preserves_flags));
+            }
+            if self.debugctl != 0 {
+                shim::wrmsr(msr::DEBUGCTL, self.debugctl);
+            }
+        }
+    }
+}
+
+/// Why a window could not be opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpenError {
+    /// CR4.VMXE was already set: another hypervisor owns VMX on this CPU.
+    Busy,
+    /// VMXON, VMCLEAR or VMPTRLD failed.
+    VmxFailed,
+}
+
+/// An open VMX window on the current CPU.
+///
+/// # Invariants
+///
+/// While it exists: interrupts are disabled, the CPU is in VMX root
+/// operation with CR4.VMXE set behind the kernel's CR4 shadow, the vCPU's
+/// VMCS is current (after a successful [`Window::open`]), and the vCPU's
+/// `running` cell holds this CPU's number.
+pub(crate) struct Window<'a> {
+    host: HostState,
+    pages: &'a mut VmxPages,
+    running: &'a AtomicI32,
+    cpu: u32,
+    launched: bool,
+    /// The guest's FPU state is in the registers.
+    fpu_loaded: bool,
+    /// The first VMCS field a VMWRITE failed on.
+    write_failed: Option<u32>,
+    // Drop order: interrupts are enabled before the FPU section ends.
+    _irq: LocalInterruptDisabled,
+    _fpu: FpuGuard,
+}
+
+impl<'a> Window<'a> {
+    /// Opens the window for the vCPU owning `pages`; `running` is its
+    /// "in a window on CPU n" cell.
+    pub(crate) fn open(pages: &'a mut VmxPages, running: &'a AtomicI32) -> Result<Self, OpenError> {
+        let fpu = FpuGuard::new();
+        let irq = local_interrupt_disable();
+        let host = HostState::save();
+        if host.cr4 & CR4_VMXE != 0 {
+            return Err(OpenError::Busy);
+        }
+        // SAFETY: interrupts are disabled; CR4 is restored from `host.cr4`
+        // on every path below (here or in `drop`).
+        unsafe { write_cr4(host.cr4 | CR4_VMXE) };
+        // SAFETY: CR4.VMXE is set, interrupts are off; the VMXON page holds
+        // the revision id and belongs to this vCPU, which runs on one CPU
+        // at a time (its state mutex is held).
+        if !unsafe { vmcs::vmxon(pages.vmxon.phys()) } {
+            // SAFETY: as for the write above.
+            unsafe { write_cr4(host.cr4) };
+            return Err(OpenError::VmxFailed);
+        }
+        let cpu = CpuId::current().as_u32();
+        // INVARIANT: interrupts stay disabled (`irq`), VMX is on.
+        let mut w = Self {
+            host,
+            pages,
+            running,
+            cpu,
+            launched: false,
+            fpu_loaded: false,
+            write_failed: None,
+            _irq: irq,
+            _fpu: fpu,
+        };
+        let vmcs_pa = w.pages.vmcs.phys();
+        // SAFETY: VMX root operation; the VMCS was VMCLEARed when its last
+        // window closed (or is fresh), so it is active on no other CPU.
+        if !unsafe { vmcs::vmclear(vmcs_pa) && vmcs::vmptrld(vmcs_pa) } {
+            return Err(OpenError::VmxFailed);
+        }
+        // Publish the CPU only now: a kicker that reads it IPIs this CPU,
+        // which takes the IPI when the window closes.
+        w.running.store(cpu as i32, Ordering::SeqCst);
+        w.write_host_state();
+        w.load_guest_fpu();
+        Ok(w)
+    }
+
+    /// The CPU the window is open on.
+    pub(crate) fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    /// Writes a VMCS field, remembering the first failure.
+    pub(crate) fn write(&mut self, f: u32, v: u64) {
+        // SAFETY: the window invariant: VMX root with the VMCS current.
+        if !unsafe { vmcs::vmwrite(f, v) } && self.write_failed.is_none() {
+            self.write_failed = Some(f);
+        }
+    }
+
+    /// Reads a VMCS field.
+    pub(crate) fn read(&self, f: u32) -> u64 {
+        // SAFETY: the window invariant.
+        unsafe { vmcs::vmread(f) }
+    }
+
+    /// The first field a VMWRITE failed on, if any.
+    pub(crate) fn write_failed(&self) -> Option<u32> {
+        self.write_failed
+    }
+
+    /// INVEPT for `eptp` (single-context if the CPU has it, else all).
+    pub(crate) fn invept(&self, eptp: u64, single: bool) {
+        // SAFETY: the window invariant; the probe required the type used.
+        unsafe { vmcs::invept(if single { 1 } else { 2 }, eptp) };
+    }
+
+    fn write_host_state(&mut self) {
+        let (cr0, cr3, cs, ss, tr): (u64, u64, u16, u16, u16);
+        // SAFETY: reading control registers and selectors has no side
+        // effects.
+        unsafe {
+            asm!("mov {}, cr0", out(reg) cr0, options(nomem, nostack, preserves_flags));
+            asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags));
+            asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags));
+            asm!("mov {0:x}, ss", out(reg) ss, options(nomem, nostack, preserves_flags));
+            asm!("str {0:x}", out(reg) tr, options(nomem, nostack, preserves_flags));
+        }
+        let tr_base = self.host.tr_base();
+        let (gdt_base, idt_base) = (self.host.gdt.base, self.host.idt.base);
+        self.write(field::HOST_CR0, cr0);
+        self.write(field::HOST_CR3, cr3);
+        self.write(field::HOST_CR4, self.host.cr4 | CR4_VMXE);
+        self.write(field::HOST_CS_SELECTOR, u64::from(cs));
+        self.write(field::HOST_SS_SELECTOR, u64::from(ss));
+        // DS/ES/FS/GS: null at exit (user selectors have RPL 3, which the
+        // host-state checks forbid); `HostState::restore` reloads them.
+        for f in [
+            field::HOST_DS_SELECTOR,
+            field::HOST_ES_SELECTOR,
+            field::HOST_FS_SELECTOR,
+            field::HOST_GS_SELECTOR,
+        ] {
+            self.write(f, 0);
+        }
+        self.write(field::HOST_TR_SELECTOR, u64::from(tr));
+        self.write(field::HOST_TR_BASE, tr_base);
+        self.write(field::HOST_GDTR_BASE, gdt_base);
+        self.write(field::HOST_IDTR_BASE, idt_base);
+        self.write(field::HOST_FS_BASE, self.host.fs_base);
+        self.write(field::HOST_GS_BASE, rdmsr(msr::GS_BASE));
+        self.write(field::HOST_IA32_SYSENTER_CS, rdmsr(msr::SYSENTER_CS));
+        self.write(field::HOST_IA32_SYSENTER_ESP, rdmsr(msr::SYSENTER_ESP));
+        self.write(field::HOST_IA32_SYSENTER_EIP, rdmsr(msr::SYSENTER_EIP));
+        self.write(field::HOST_IA32_EFER, rdmsr(msr::EFER));
+        self.write(field::HOST_RIP, rkvm_vmx_exit as usize as u64);
+    }
+
+    fn load_guest_fpu(&mut self) {
+        let area = self.pages.fpu.0.as_ptr();
+        match self.host.xsave_mask {
+            // SAFETY: the FPU section is open (`_fpu`), so the registers
+            // are free; the area is 4 KiB, 64-byte aligned, large enough
+            // for every component the host enables in XCR0 (checked at VM
+            // creation) and holds either the reset image (a zero XSAVE
+            // header: every component in its initial state) or what the
+            // last window saved.
+            Some(mask) => unsafe {
+                asm!("xrstor64 [{}]", in(reg) area, in("eax") mask as u32,
+                     in("edx") (mask >> 32) as u32, options(nostack));
+            },
+            // SAFETY: as above, FXSAVE format.
+            None => unsafe { asm!("fxrstor64 [{}]", in(reg) area, options(nostack)) },
+        }
+        self.fpu_loaded = true;
+    }
+
+    fn save_guest_fpu(&mut self) {
+        if !self.fpu_loaded {
+            return;
+        }
+        let area = self.pages.fpu.0.as_mut_ptr();
+        match self.host.xsave_mask {
+            // SAFETY: the area is ours and large enough (see load).
+            Some(mask) => unsafe {
+                asm!("xsave64 [{}]", in(reg) area, in("eax") mask as u32,
+                     in("edx") (mask >> 32) as u32, options(nostack));
+            },
+            // SAFETY: as above.
+            None => unsafe { asm!("fxsave64 [{}]", in(reg) area, options(nostack)) },
+        }
+    }
+
+    /// Runs the guest until the next VM exit. `gprs` holds the guest's
+    /// general-purpose registers in hardware order (slot 4, RSP, unused:
+    /// the VMCS has it); `cr2` is the guest's CR2. `Err` carries the
+    /// VM-instruction error when VMLAUNCH/VMRESUME itself failed.
+    pub(crate) fn enter(&mut self, gprs: &mut [u64; 16], cr2: &mut u64) -> Result<(), u32> {
+        // SAFETY: CR2 belongs to whoever runs; the host only reads it in
+        // its page-fault handler, which cannot run (interrupts are off
+        // and this code touches no unmapped memory).
+        unsafe { asm!("mov cr2, {}", in(reg) *cr2, options(nostack, preserves_flags)) };
+        // SAFETY: the window invariant; every host field was written at
+        // open and the guest fields by the caller; `gprs` is valid for the
+        // 16 reads and writes the entry code does.
+        let failed = unsafe { rkvm_vmx_enter(gprs.as_mut_ptr(), i32::from(self.launched)) };
+        // SAFETY: reading CR2 has no side effects.
+        unsafe {
+            asm!(
+                "mov {}, cr2",
+                out(reg) * cr2,
+                options(nomem, nostack, preserves_flags)
+            )
+        };
+        if failed != 0 {
+            return Err(self.read(field::VM_INSTRUCTION_ERROR) as u32);
+        }
+        self.launched = true;
+        Ok(())
+    }
+
+    /// Hands an NMI that exited the guest to the host's NMI handler.
+    pub(crate) fn reraise_nmi(&self) {
+        // SAFETY: INT 2 runs the kernel's NMI entry like a hardware NMI
+        // (without NMI blocking); GS base and the stacks are the host's
+        // again after the VM exit.
+        unsafe { asm!("int 2") };
+    }
+}
+
+impl Drop for Window<'_> {
+    fn drop(&mut self) {
+        self.save_guest_fpu();
+        let vmcs_pa = self.pages.vmcs.phys();
+        // SAFETY: VMX root operation (invariant). VMCLEAR writes the VMCS
+        // back so another CPU may load it; then VMX is left and CR4 and the
+        // host state are restored with interrupts still disabled.
+        unsafe {
+            vmcs::vmclear(vmcs_pa);
+            vmcs::vmxoff();
+            write_cr4(self.host.cr4);
+            self.host.restore();
+        }
+        self.running.store(-1, Ordering::SeqCst);
+        // `_irq` then `_fpu` drop now: interrupts on, FPU section ends.
+    }
+}

@@ -1,0 +1,1286 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KVM_RUN with real guest code: real mode from a chosen address and from the
+ * reset vector, the switch to protected mode done by the guest, port I/O of
+ * every size and its string forms, MMIO to unbacked addresses, a triple fault,
+ * immediate_exit and signals, several VMs and vCPUs running at once, guest
+ * CPUID from KVM_SET_CPUID2, and the errors KVM_RUN gives for bad callers.
+ *
+ * The guest code is assembled into this binary (top-level asm below, in its
+ * own read-only section) and copied into an anonymous mapping that backs the
+ * guest's memory. Each test checks exit reasons, the I/O and MMIO fields of
+ * kvm_run, registers from KVM_GET_REGS/SREGS and guest memory.
+ *
+ * Run against /dev/rkvm, and with RKVM_DEV=/dev/kvm against kvm_intel to
+ * show the expectations are KVM's; where rkvm deliberately differs the test
+ * branches on rkvm_dev_is_rkvm() and says why.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "rkvm_util.h"
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+#define MEM_SIZE	(2UL << 20)	/* guest memory at gpa 0 */
+#define CODE_GPA	0x1000		/* where the guest code is loaded */
+#define RES_GPA		0x4000		/* results the guest stores */
+#define BUF_GPA		0x5000		/* a buffer for string input */
+#define PD_GPA		0x10000		/* page directory of the paging test */
+#define PT_GPA		0x11000		/* its one page table */
+
+#define PORT_CON	0xe9		/* console: one byte per OUT */
+
+/*
+ * Guest address of `sym` in a blob that starts at `start` and is loaded at
+ * CODE_GPA: an assembler expression, usable as $immediate or as a memory
+ * operand (no outer parentheses, which AT&T would read as a register).
+ */
+#define AT(sym, start) #sym " - " #start " + " XSTR(CODE_GPA)
+
+#define GUEST_BEGIN ".pushsection .rodata.guest, \"a\"\n"
+#define GUEST_END ".code64\n.popsection\n"
+
+/* Real mode: print a string on PORT_CON, then halt. */
+asm(GUEST_BEGIN
+	".code16\n"
+	".global hello16_start, hello16_after_hlt, hello16_end\n"
+	"hello16_start:\n"
+	"	mov $" AT(hello16_msg, hello16_start) ", %si\n"
+	"1:	lodsb\n"
+	"	test %al, %al\n"
+	"	jz 2f\n"
+	"	out %al, $" XSTR(PORT_CON) "\n"
+	"	jmp 1b\n"
+	"2:	hlt\n"
+	"hello16_after_hlt:\n"
+	"hello16_msg:\n"
+	"	.asciz \"Hello from real mode\\n\"\n"
+	"hello16_end:\n"
+	GUEST_END);
+extern const char hello16_start[], hello16_after_hlt[], hello16_end[];
+
+/*
+ * The last 0x40 bytes of the reset segment (CS base 0xffff0000): the payload
+ * at offset 0xffc0 and, at the reset vector 0xfff0, a short jump to it.
+ */
+#define RESET_BYTE	0x5a
+#define RESET_OFFSET	0xffc0
+asm(GUEST_BEGIN
+	".code16\n"
+	".global reset16_start, reset16_after_hlt, reset16_vector, reset16_end\n"
+	"reset16_start:\n"
+	"	mov $" XSTR(RESET_BYTE) ", %al\n"
+	"	out %al, $" XSTR(PORT_CON) "\n"
+	"	hlt\n"
+	"reset16_after_hlt:\n"
+	"	.org reset16_start + 0xfff0 - " XSTR(RESET_OFFSET) "\n"
+	"reset16_vector:\n"
+	"	jmp reset16_start\n"
+	"reset16_end:\n"
+	GUEST_END);
+extern const char reset16_start[], reset16_after_hlt[], reset16_vector[], reset16_end[];
+
+/*
+ * Real mode to protected mode by the guest itself: its own GDT, CR0.PE, a far
+ * jump to 32-bit code with selector 0x18, data selector 0x20, then OUT.
+ */
+#define RTP_PORT	0x10
+#define RTP_VALUE	0xcafef00d
+#define RTP_CS		0x18
+#define RTP_DS		0x20
+asm(GUEST_BEGIN
+	".code16\n"
+	".global rtp16_start, rtp32_after_hlt, rtp16_gdt, rtp16_gdt_end, rtp16_end\n"
+	"rtp16_start:\n"
+	"	cli\n"
+	"	lgdtl " AT(rtp16_gdtr, rtp16_start) "\n"
+	"	mov %cr0, %eax\n"
+	"	or $1, %eax\n"
+	"	mov %eax, %cr0\n"
+	"	ljmpl $" XSTR(RTP_CS) ", $" AT(rtp32_entry, rtp16_start) "\n"
+	".code32\n"
+	"rtp32_entry:\n"
+	"	mov $" XSTR(RTP_DS) ", %ax\n"
+	"	mov %ax, %ds\n"
+	"	mov %ax, %es\n"
+	"	mov %ax, %fs\n"
+	"	mov %ax, %gs\n"
+	"	mov %ax, %ss\n"
+	"	mov $" XSTR(RTP_VALUE) ", %eax\n"
+	"	out %eax, $" XSTR(RTP_PORT) "\n"
+	"	hlt\n"
+	"rtp32_after_hlt:\n"
+	"	.p2align 3\n"
+	"rtp16_gdt:\n"
+	"	.quad 0\n"
+	"	.quad 0\n"
+	"	.quad 0\n"
+	"	.quad 0x00cf9a000000ffff\n"	/* 0x18: code, base 0, 4 GiB, 32-bit */
+	"	.quad 0x00cf92000000ffff\n"	/* 0x20: data, base 0, 4 GiB */
+	"rtp16_gdt_end:\n"
+	"rtp16_gdtr:\n"
+	"	.word rtp16_gdt_end - rtp16_gdt - 1\n"
+	"	.long " AT(rtp16_gdt, rtp16_start) "\n"
+	"rtp16_end:\n"
+	GUEST_END);
+extern const char rtp16_start[], rtp32_after_hlt[], rtp16_gdt[], rtp16_gdt_end[], rtp16_end[];
+
+/*
+ * 32-bit IN of each size (saving EAX after each in EBX, ECX, EDX), some
+ * arithmetic on the three, and OUT of each size.
+ */
+#define PIO_IN_B	0x60
+#define PIO_IN_W	0x62
+#define PIO_IN_L	0x64
+#define PIO_OUT_B	0x70
+#define PIO_OUT_W	0x72
+#define PIO_OUT_L	0x74
+asm(GUEST_BEGIN
+	".code32\n"
+	".global pio32_start, pio32_after_hlt, pio32_end\n"
+	"pio32_start:\n"
+	"	inb $" XSTR(PIO_IN_B) ", %al\n"
+	"	mov %eax, %ebx\n"
+	"	inw $" XSTR(PIO_IN_W) ", %ax\n"
+	"	mov %eax, %ecx\n"
+	"	inl $" XSTR(PIO_IN_L) ", %eax\n"
+	"	mov %eax, %edx\n"
+	"	add %ebx, %eax\n"
+	"	xor %ecx, %eax\n"
+	"	outb %al, $" XSTR(PIO_OUT_B) "\n"
+	"	ror $8, %eax\n"
+	"	outw %ax, $" XSTR(PIO_OUT_W) "\n"
+	"	ror $8, %eax\n"
+	"	outl %eax, $" XSTR(PIO_OUT_L) "\n"
+	"	hlt\n"
+	"pio32_after_hlt:\n"
+	"pio32_end:\n"
+	GUEST_END);
+extern const char pio32_start[], pio32_after_hlt[], pio32_end[];
+
+/*
+ * String I/O: REP OUTSB of 40 bytes, REP INSW of 8 words into BUF_GPA,
+ * REP OUTSB backwards (DF=1) and one OUTSL. ESI/EDI/ECX after each REP go
+ * to RES_GPA.
+ */
+#define SIO_PORT_OUT	0x100
+#define SIO_PORT_IN	0x102
+#define SIO_PORT_REV	0x104
+#define SIO_PORT_L	0x106
+#define SIO_STR40	"The quick brown fox jumps over lazy dogs"
+#define SIO_REV		"0123456789"
+#define SIO_DWORD	0x89abcdef
+#define SIO_WORDS	8
+asm(GUEST_BEGIN
+	".code32\n"
+	".global sio32_start, sio32_str40, sio32_rev, sio32_dword, sio32_after_hlt, sio32_end\n"
+	"sio32_start:\n"
+	"	cld\n"
+	"	mov $" AT(sio32_str40, sio32_start) ", %esi\n"
+	"	mov $40, %ecx\n"
+	"	mov $" XSTR(SIO_PORT_OUT) ", %dx\n"
+	"	rep outsb\n"
+	"	mov %esi, " XSTR(RES_GPA) "\n"
+	"	mov %ecx, " XSTR(RES_GPA) " + 4\n"
+	"	mov $" XSTR(BUF_GPA) ", %edi\n"
+	"	mov $" XSTR(SIO_WORDS) ", %ecx\n"
+	"	mov $" XSTR(SIO_PORT_IN) ", %dx\n"
+	"	rep insw\n"
+	"	mov %edi, " XSTR(RES_GPA) " + 8\n"
+	"	mov %ecx, " XSTR(RES_GPA) " + 12\n"
+	"	std\n"
+	"	mov $" AT(sio32_rev, sio32_start) " + 9, %esi\n"
+	"	mov $10, %ecx\n"
+	"	mov $" XSTR(SIO_PORT_REV) ", %dx\n"
+	"	rep outsb\n"
+	"	cld\n"
+	"	mov %esi, " XSTR(RES_GPA) " + 16\n"
+	"	mov %ecx, " XSTR(RES_GPA) " + 20\n"
+	"	mov $" AT(sio32_dword, sio32_start) ", %esi\n"
+	"	mov $" XSTR(SIO_PORT_L) ", %dx\n"
+	"	outsl\n"
+	"	hlt\n"
+	"sio32_after_hlt:\n"
+	"sio32_str40:\n"
+	"	.ascii \"" SIO_STR40 "\"\n"
+	"sio32_rev:\n"
+	"	.ascii \"" SIO_REV "\"\n"
+	"	.p2align 2\n"
+	"sio32_dword:\n"
+	"	.long " XSTR(SIO_DWORD) "\n"
+	"sio32_end:\n"
+	GUEST_END);
+extern const char sio32_start[], sio32_str40[], sio32_rev[], sio32_dword[],
+	sio32_after_hlt[], sio32_end[];
+
+/* MMIO to addresses no memslot covers. */
+#define MMIO_GPA	0xd0000000ULL
+asm(GUEST_BEGIN
+	".code32\n"
+	".global mmio32_start, mmio32_after_hlt, mmio32_end\n"
+	"mmio32_start:\n"
+	"	movl $0xdeadbeef, 0xd0000000\n"
+	"	mov $0x5678, %eax\n"
+	"	movw %ax, 0xd0000004\n"
+	"	movl 0xd0000008, %ebx\n"
+	"	movzbl 0xd0000010, %ecx\n"
+	"	hlt\n"
+	"mmio32_after_hlt:\n"
+	"mmio32_end:\n"
+	GUEST_END);
+extern const char mmio32_start[], mmio32_after_hlt[], mmio32_end[];
+
+/* #UD with an empty IDT: #GP, #DF, then a triple fault. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global triple32_start, triple32_end\n"
+	"triple32_start:\n"
+	"	lidt " AT(triple32_idtr, triple32_start) "\n"
+	"	ud2\n"
+	"	hlt\n"
+	"triple32_idtr:\n"
+	"	.word 0\n"
+	"	.long 0\n"
+	"triple32_end:\n"
+	GUEST_END);
+extern const char triple32_start[], triple32_end[];
+
+/* One IN, then HLT. */
+#define IMM_PORT	0x40
+asm(GUEST_BEGIN
+	".code32\n"
+	".global imm32_start, imm32_after_in, imm32_after_hlt, imm32_end\n"
+	"imm32_start:\n"
+	"	inl $" XSTR(IMM_PORT) ", %eax\n"
+	"imm32_after_in:\n"
+	"	hlt\n"
+	"imm32_after_hlt:\n"
+	"imm32_end:\n"
+	GUEST_END);
+extern const char imm32_start[], imm32_after_in[], imm32_after_hlt[], imm32_end[];
+
+/* Spins forever. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global spin32_start, spin32_end\n"
+	"spin32_start:\n"
+	/*
+	 * IF=1: Bochs 2.7 does not take an external-interrupt VM exit from
+	 * a guest that runs with IF=0 (real CPUs do), so an IF=0 spin
+	 * would hang the emulated host (Documentation/rkvm/lab.rst).
+	 */
+	"	sti\n"
+	"spin32_loop:\n"
+	"	jmp spin32_loop\n"
+	"spin32_end:\n"
+	GUEST_END);
+extern const char spin32_start[], spin32_end[];
+
+/*
+ * OUT of 0, 1, ..., COUNT_N - 1 to port DX, then the final count to the
+ * address in EBX, then HLT. DX and EBX come from KVM_SET_REGS.
+ */
+#define COUNT_N		2000
+asm(GUEST_BEGIN
+	".code32\n"
+	".global count32_start, count32_after_hlt, count32_end\n"
+	"count32_start:\n"
+	"	xor %eax, %eax\n"
+	"1:	outl %eax, (%dx)\n"
+	"	inc %eax\n"
+	"	cmp $" XSTR(COUNT_N) ", %eax\n"
+	"	jne 1b\n"
+	"	mov %eax, (%ebx)\n"
+	"	hlt\n"
+	"count32_after_hlt:\n"
+	"count32_end:\n"
+	GUEST_END);
+extern const char count32_start[], count32_after_hlt[], count32_end[];
+
+/*
+ * CPUID leaf 0 (registers stored at RES_GPA), leaf 0x80000000 (EAX stored at
+ * RES_GPA + 16), then leaf 1 left in the registers at HLT.
+ */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global cpuid32_start, cpuid32_end\n"
+	"cpuid32_start:\n"
+	"	xor %eax, %eax\n"
+	"	xor %ecx, %ecx\n"
+	"	cpuid\n"
+	"	mov %eax, " XSTR(RES_GPA) "\n"
+	"	mov %ebx, " XSTR(RES_GPA) " + 4\n"
+	"	mov %ecx, " XSTR(RES_GPA) " + 8\n"
+	"	mov %edx, " XSTR(RES_GPA) " + 12\n"
+	"	mov $0x80000000, %eax\n"
+	"	xor %ecx, %ecx\n"
+	"	cpuid\n"
+	"	mov %eax, " XSTR(RES_GPA) " + 16\n"
+	"	mov $1, %eax\n"
+	"	xor %ecx, %ecx\n"
+	"	cpuid\n"
+	"	hlt\n"
+	"cpuid32_end:\n"
+	GUEST_END);
+extern const char cpuid32_start[], cpuid32_end[];
+
+/* RDTSC, BENCH_N CPUIDs, RDTSC; OUT of the 64-bit delta, low half first. */
+#define BENCH_N		2000
+#define BENCH_PORT_LO	0xb0
+#define BENCH_PORT_HI	0xb4
+asm(GUEST_BEGIN
+	".code32\n"
+	".global bench32_start, bench32_end\n"
+	"bench32_start:\n"
+	"	rdtsc\n"
+	"	mov %eax, %esi\n"
+	"	mov %edx, %edi\n"
+	"	mov $" XSTR(BENCH_N) ", %ebp\n"
+	"1:	xor %eax, %eax\n"
+	"	xor %ecx, %ecx\n"
+	"	cpuid\n"
+	"	dec %ebp\n"
+	"	jnz 1b\n"
+	"	rdtsc\n"
+	"	sub %esi, %eax\n"
+	"	sbb %edi, %edx\n"
+	"	outl %eax, $" XSTR(BENCH_PORT_LO) "\n"
+	"	mov %edx, %eax\n"
+	"	outl %eax, $" XSTR(BENCH_PORT_HI) "\n"
+	"	hlt\n"
+	"bench32_end:\n"
+	GUEST_END);
+extern const char bench32_start[], bench32_end[];
+
+/* Turns paging on (CR3 = PD_GPA, then CR0.PG), then OUT and HLT. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global pg32_start, pg32_end\n"
+	"pg32_start:\n"
+	"	mov $" XSTR(PD_GPA) ", %eax\n"
+	"	mov %eax, %cr3\n"
+	"	mov %cr0, %eax\n"
+	"	or $0x80000000, %eax\n"
+	"	mov %eax, %cr0\n"
+	"	outb %al, $" XSTR(PORT_CON) "\n"
+	"	hlt\n"
+	"pg32_end:\n"
+	GUEST_END);
+extern const char pg32_start[], pg32_end[];
+
+/* Just HLT. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global halt32_start, halt32_end\n"
+	"halt32_start:\n"
+	"	hlt\n"
+	"halt32_end:\n"
+	GUEST_END);
+extern const char halt32_start[], halt32_end[];
+
+/* ---- Helpers ----------------------------------------------------------- */
+
+struct vm {
+	int dev;
+	int fd;
+	char *mem;		/* backing of gpa 0 .. mem_size, or NULL */
+	size_t mem_size;
+};
+
+struct vcpu {
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+};
+
+enum cpu_mode { REAL_MODE, FLAT32 };
+
+/* Opens the device and creates a VM; mem_size bytes at gpa 0 unless 0. */
+static void vm_create(struct __test_metadata *_metadata, struct vm *vm, size_t mem_size)
+{
+	struct kvm_userspace_memory_region r = { .slot = 0, .memory_size = mem_size };
+
+	memset(vm, 0, sizeof(*vm));
+	vm->dev = open(rkvm_dev_path(), O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, vm->dev) TH_LOG("open %s: %s", rkvm_dev_path(), strerror(errno));
+	vm->fd = ioctl(vm->dev, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm->fd) TH_LOG("KVM_CREATE_VM: %s", strerror(errno));
+	if (!mem_size)
+		return;
+	vm->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, vm->mem);
+	vm->mem_size = mem_size;
+	r.userspace_addr = (__u64)(unsigned long)vm->mem;
+	ASSERT_EQ(0, ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r))
+		TH_LOG("KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+}
+
+static void vm_destroy(struct vm *vm)
+{
+	close(vm->fd);
+	close(vm->dev);
+	if (vm->mem)
+		munmap(vm->mem, vm->mem_size);
+}
+
+static void vcpu_create(struct __test_metadata *_metadata, struct vm *vm, int id,
+			struct vcpu *vcpu)
+{
+	int size = ioctl(vm->dev, KVM_GET_VCPU_MMAP_SIZE, 0);
+
+	ASSERT_LT(0, size) TH_LOG("KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+	ASSERT_LE((int)sizeof(struct kvm_run), size);
+	vcpu->fd = ioctl(vm->fd, KVM_CREATE_VCPU, id);
+	ASSERT_LE(0, vcpu->fd) TH_LOG("KVM_CREATE_VCPU %d: %s", id, strerror(errno));
+	vcpu->run_size = size;
+	vcpu->run = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	ASSERT_NE(MAP_FAILED, vcpu->run) TH_LOG("mmap vcpu: %s", strerror(errno));
+}
+
+static void vcpu_destroy(struct vcpu *vcpu)
+{
+	munmap(vcpu->run, vcpu->run_size);
+	close(vcpu->fd);
+}
+
+/* Copies the blob [start, end) to gpa in the memory at gpa 0. */
+static void load_code(struct __test_metadata *_metadata, struct vm *vm, __u64 gpa,
+		      const char *start, const char *end)
+{
+	ASSERT_LE(gpa + (end - start), vm->mem_size);
+	memcpy(vm->mem + gpa, start, end - start);
+}
+
+static void get_regs(struct __test_metadata *_metadata, struct vcpu *vcpu, struct kvm_regs *regs)
+{
+	ASSERT_EQ(0, ioctl(vcpu->fd, KVM_GET_REGS, regs)) TH_LOG("KVM_GET_REGS: %s", strerror(errno));
+}
+
+static void set_regs(struct __test_metadata *_metadata, struct vcpu *vcpu, struct kvm_regs *regs)
+{
+	ASSERT_EQ(0, ioctl(vcpu->fd, KVM_SET_REGS, regs)) TH_LOG("KVM_SET_REGS: %s", strerror(errno));
+}
+
+static void get_sregs(struct __test_metadata *_metadata, struct vcpu *vcpu,
+		      struct kvm_sregs *sregs)
+{
+	ASSERT_EQ(0, ioctl(vcpu->fd, KVM_GET_SREGS, sregs))
+		TH_LOG("KVM_GET_SREGS: %s", strerror(errno));
+}
+
+static void set_sregs(struct __test_metadata *_metadata, struct vcpu *vcpu,
+		      struct kvm_sregs *sregs)
+{
+	ASSERT_EQ(0, ioctl(vcpu->fd, KVM_SET_SREGS, sregs))
+		TH_LOG("KVM_SET_SREGS: %s", strerror(errno));
+}
+
+/* Flat 4 GiB segment at base 0: code (type 11) or data (type 3). */
+static void flat_segment(struct kvm_segment *s, __u16 selector, __u8 type)
+{
+	*s = (struct kvm_segment){
+		.base = 0, .limit = 0xffffffff, .selector = selector, .type = type,
+		.present = 1, .dpl = 0, .db = 1, .s = 1, .l = 0, .g = 1,
+	};
+}
+
+/*
+ * The segment state for `mode` on top of KVM's reset state (so TR, LDTR and
+ * the descriptor tables stay valid), and RIP = rip with every other
+ * general-purpose register 0 and RFLAGS at its reset value.
+ */
+static void vcpu_enter(struct __test_metadata *_metadata, struct vcpu *vcpu,
+		       enum cpu_mode mode, __u64 rip)
+{
+	struct kvm_regs regs = { .rip = rip, .rflags = 0x2 };
+	struct kvm_sregs sregs;
+
+	get_sregs(_metadata, vcpu, &sregs);
+	if (mode == REAL_MODE) {
+		sregs.cs.selector = 0;
+		sregs.cs.base = 0;
+	} else {
+		sregs.cr0 = 0x11;	/* PE | ET */
+		flat_segment(&sregs.cs, 0x8, 11);
+		flat_segment(&sregs.ds, 0x10, 3);
+		sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
+	}
+	set_sregs(_metadata, vcpu, &sregs);
+	set_regs(_metadata, vcpu, &regs);
+}
+
+/* KVM_RUN; returns 0 or -errno. */
+static int vcpu_run(struct vcpu *vcpu)
+{
+	return ioctl(vcpu->fd, KVM_RUN, 0) ? -errno : 0;
+}
+
+/* A line about the exit in run, for failure messages. */
+static const char *exit_str(const struct kvm_run *run, char *buf, size_t len)
+{
+	switch (run->exit_reason) {
+	case KVM_EXIT_IO:
+		snprintf(buf, len, "IO %s size %u port %#x count %u",
+			 run->io.direction == KVM_EXIT_IO_OUT ? "out" : "in",
+			 run->io.size, run->io.port, run->io.count);
+		break;
+	case KVM_EXIT_MMIO:
+		snprintf(buf, len, "MMIO %s addr %#llx len %u",
+			 run->mmio.is_write ? "write" : "read",
+			 (unsigned long long)run->mmio.phys_addr, run->mmio.len);
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		snprintf(buf, len, "FAIL_ENTRY reason %#llx",
+			 (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		snprintf(buf, len, "INTERNAL_ERROR suberror %u ndata %u data0 %#llx",
+			 run->internal.suberror, run->internal.ndata,
+			 (unsigned long long)(run->internal.ndata ? run->internal.data[0] : 0));
+		break;
+	default:
+		snprintf(buf, len, "exit_reason %u", run->exit_reason);
+		break;
+	}
+	return buf;
+}
+
+/* KVM_RUN must succeed and stop with `reason`. */
+static void run_expect(struct __test_metadata *_metadata, struct vcpu *vcpu, __u32 reason)
+{
+	char why[128];
+	int ret = vcpu_run(vcpu);
+
+	ASSERT_EQ(0, ret) TH_LOG("KVM_RUN: %s", strerror(-ret));
+	ASSERT_EQ(reason, vcpu->run->exit_reason)
+		TH_LOG("got %s", exit_str(vcpu->run, why, sizeof(why)));
+}
+
+/* Where the data of the current I/O exit is. */
+static void *io_data(struct vcpu *vcpu)
+{
+	return (char *)vcpu->run + vcpu->run->io.data_offset;
+}
+
+/*
+ * KVM_RUN to an exit for port I/O of one element; checks direction, size
+ * and port and returns the data.
+ */
+static void *run_expect_io(struct __test_metadata *_metadata, struct vcpu *vcpu, __u8 dir,
+			   __u8 size, __u16 port)
+{
+	struct kvm_run *run = vcpu->run;
+	char why[128];
+
+	run_expect(_metadata, vcpu, KVM_EXIT_IO);
+	ASSERT_TRUE(run->io.direction == dir && run->io.size == size && run->io.port == port &&
+		    run->io.count == 1)
+		TH_LOG("want %s size %u port %#x count 1, got %s",
+		       dir == KVM_EXIT_IO_OUT ? "out" : "in", size, port,
+		       exit_str(run, why, sizeof(why)));
+	ASSERT_LE(run->io.data_offset + size, vcpu->run_size);
+	return io_data(vcpu);
+}
+
+/* The value of an I/O element (x86 is little-endian). */
+static __u32 io_value(const void *p, unsigned int size)
+{
+	__u32 v = 0;
+
+	memcpy(&v, p, size);
+	return v;
+}
+
+/*
+ * Runs while the guest writes bytes to `port`, one OUT exit after another,
+ * and collects them in buf. Returns how many; the exit that ended the loop
+ * is left in kvm_run.
+ */
+static size_t run_collect_out(struct __test_metadata *_metadata, struct vcpu *vcpu,
+			      __u16 port, char *buf, size_t cap)
+{
+	struct kvm_run *run = vcpu->run;
+	size_t n = 0;
+	int ret;
+
+	for (;;) {
+		ret = vcpu_run(vcpu);
+		EXPECT_EQ(0, ret) TH_LOG("KVM_RUN: %s", strerror(-ret));
+		if (ret)
+			break;
+		if (run->exit_reason != KVM_EXIT_IO || run->io.direction != KVM_EXIT_IO_OUT ||
+		    run->io.port != port || run->io.size != 1)
+			break;
+		ASSERT_LE(1U, run->io.count);
+		ASSERT_LE(n + run->io.count, cap);
+		ASSERT_LE(run->io.data_offset + run->io.count, vcpu->run_size);
+		memcpy(buf + n, io_data(vcpu), run->io.count);
+		n += run->io.count;
+	}
+	return n;
+}
+
+/*
+ * A string OUT of n elements of `size` bytes to `port`: the implementation
+ * may split it over several exits of count >= 1 each. Collects exactly n
+ * elements into buf.
+ */
+static void run_string_out(struct __test_metadata *_metadata, struct vcpu *vcpu, __u16 port,
+			   __u8 size, void *buf, unsigned int n)
+{
+	struct kvm_run *run = vcpu->run;
+	unsigned int got = 0;
+	char why[128];
+
+	while (got < n) {
+		run_expect(_metadata, vcpu, KVM_EXIT_IO);
+		ASSERT_TRUE(run->io.direction == KVM_EXIT_IO_OUT && run->io.size == size &&
+			    run->io.port == port && run->io.count >= 1 &&
+			    run->io.count <= n - got)
+			TH_LOG("element %u of %u: want out size %u port %#x, got %s",
+			       got, n, size, port, exit_str(run, why, sizeof(why)));
+		ASSERT_LE(run->io.data_offset + run->io.count * size, vcpu->run_size);
+		memcpy((char *)buf + got * size, io_data(vcpu), run->io.count * size);
+		got += run->io.count;
+	}
+}
+
+/* A string IN of n elements from `port`, supplied from src as asked for. */
+static void run_string_in(struct __test_metadata *_metadata, struct vcpu *vcpu, __u16 port,
+			  __u8 size, const void *src, unsigned int n)
+{
+	struct kvm_run *run = vcpu->run;
+	unsigned int done = 0;
+	char why[128];
+
+	while (done < n) {
+		run_expect(_metadata, vcpu, KVM_EXIT_IO);
+		ASSERT_TRUE(run->io.direction == KVM_EXIT_IO_IN && run->io.size == size &&
+			    run->io.port == port && run->io.count >= 1 &&
+			    run->io.count <= n - done)
+			TH_LOG("element %u of %u: want in size %u port %#x, got %s",
+			       done, n, size, port, exit_str(run, why, sizeof(why)));
+		ASSERT_LE(run->io.data_offset + run->io.count * size, vcpu->run_size);
+		memcpy(io_data(vcpu), (const char *)src + done * size, run->io.count * size);
+		done += run->io.count;
+	}
+}
+
+/* Guest memory as a 32-bit value. */
+static __u32 mem32(struct vm *vm, __u64 gpa)
+{
+	__u32 v;
+
+	memcpy(&v, vm->mem + gpa, sizeof(v));
+	return v;
+}
+
+/* ---- Tests with one VM and one vCPU ------------------------------------ */
+
+FIXTURE(run) {
+	struct vm vm;
+	struct vcpu vcpu;
+};
+
+FIXTURE_SETUP(run)
+{
+	vm_create(_metadata, &self->vm, MEM_SIZE);
+	vcpu_create(_metadata, &self->vm, 0, &self->vcpu);
+}
+
+FIXTURE_TEARDOWN(run)
+{
+	vcpu_destroy(&self->vcpu);
+	vm_destroy(&self->vm);
+}
+
+TEST_F(run, real_mode_hello)
+{
+	static const char want[] = "Hello from real mode\n";
+	char got[64] = "";
+	struct kvm_regs regs;
+	size_t n;
+
+	load_code(_metadata, &self->vm, CODE_GPA, hello16_start, hello16_end);
+	vcpu_enter(_metadata, &self->vcpu, REAL_MODE, CODE_GPA);
+	n = run_collect_out(_metadata, &self->vcpu, PORT_CON, got, sizeof(got) - 1);
+	got[n] = '\0';
+	EXPECT_STREQ(want, got);
+	ASSERT_EQ((__u32)KVM_EXIT_HLT, self->vcpu.run->exit_reason);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(CODE_GPA + (__u64)(hello16_after_hlt - hello16_start), regs.rip);
+}
+
+TEST_F(run, real_to_protected)
+{
+	__u64 gdt_gpa = CODE_GPA + (rtp16_gdt - rtp16_start);
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	void *data;
+
+	load_code(_metadata, &self->vm, CODE_GPA, rtp16_start, rtp16_end);
+	vcpu_enter(_metadata, &self->vcpu, REAL_MODE, CODE_GPA);
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4, RTP_PORT);
+	EXPECT_EQ(RTP_VALUE, io_value(data, 4));
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(CODE_GPA + (__u64)(rtp32_after_hlt - rtp16_start), regs.rip);
+	get_sregs(_metadata, &self->vcpu, &sregs);
+	EXPECT_EQ(1ULL, sregs.cr0 & 1);
+	EXPECT_EQ(0ULL, sregs.cr0 & 0x80000000ULL);
+	EXPECT_EQ(RTP_CS, sregs.cs.selector);
+	EXPECT_EQ(1, sregs.cs.db);
+	EXPECT_EQ(1, sregs.cs.g);
+	EXPECT_EQ(0ULL, sregs.cs.base);
+	EXPECT_EQ(0xffffffffU, sregs.cs.limit);
+	EXPECT_EQ(RTP_DS, sregs.ds.selector);
+	EXPECT_EQ(RTP_DS, sregs.ss.selector);
+	EXPECT_EQ(1, sregs.ss.db);
+	EXPECT_EQ(gdt_gpa, sregs.gdt.base);
+	EXPECT_EQ(rtp16_gdt_end - rtp16_gdt - 1, sregs.gdt.limit);
+}
+
+TEST_F(run, protected_mode_io)
+{
+	const __u32 pattern = 0x11223344, in_b = 0x5a, in_w = 0xbeef, in_l = 0x01020304;
+	__u32 want_ebx = (pattern & ~0xffU) | in_b;
+	__u32 want_ecx = (want_ebx & ~0xffffU) | in_w;
+	__u32 v = (in_l + want_ebx) ^ want_ecx;
+	struct kvm_regs regs;
+	void *data;
+
+	load_code(_metadata, &self->vm, CODE_GPA, pio32_start, pio32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	get_regs(_metadata, &self->vcpu, &regs);
+	regs.rax = pattern;
+	set_regs(_metadata, &self->vcpu, &regs);
+
+	/* The 0xff bytes past each element must not reach EAX. */
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_IN, 1, PIO_IN_B);
+	memset(data, 0xff, 4);
+	memcpy(data, &in_b, 1);
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_IN, 2, PIO_IN_W);
+	memset(data, 0xff, 4);
+	memcpy(data, &in_w, 2);
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_IN, 4, PIO_IN_L);
+	memcpy(data, &in_l, 4);
+
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 1, PIO_OUT_B);
+	EXPECT_EQ(v & 0xff, io_value(data, 1));
+	v = (v >> 8) | (v << 24);
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 2, PIO_OUT_W);
+	EXPECT_EQ(v & 0xffff, io_value(data, 2));
+	v = (v >> 8) | (v << 24);
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4, PIO_OUT_L);
+	EXPECT_EQ(v, io_value(data, 4));
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(want_ebx, regs.rbx);		/* inb changed AL only */
+	EXPECT_EQ(want_ecx, regs.rcx);		/* inw changed AX only */
+	EXPECT_EQ(in_l, regs.rdx);
+	EXPECT_EQ(v, regs.rax);
+	EXPECT_EQ(CODE_GPA + (__u64)(pio32_after_hlt - pio32_start), regs.rip);
+}
+
+TEST_F(run, string_io)
+{
+	__u64 str40 = CODE_GPA + (sio32_str40 - sio32_start);
+	__u64 rev = CODE_GPA + (sio32_rev - sio32_start);
+	__u64 dword = CODE_GPA + (sio32_dword - sio32_start);
+	__u16 words[SIO_WORDS];
+	char out[64], buf[2 * SIO_WORDS + 16];
+	struct kvm_regs regs;
+	void *data;
+	int i;
+
+	ASSERT_EQ(40U, strlen(SIO_STR40));
+	for (i = 0; i < SIO_WORDS; i++)
+		words[i] = 0xa000 | (i << 4) | (15 - i);
+	load_code(_metadata, &self->vm, CODE_GPA, sio32_start, sio32_end);
+	memset(self->vm.mem + BUF_GPA, 0xcc, sizeof(buf));
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+
+	/* REP OUTSB, forwards. */
+	run_string_out(_metadata, &self->vcpu, SIO_PORT_OUT, 1, out, 40);
+	EXPECT_EQ(0, memcmp(SIO_STR40, out, 40)) TH_LOG("got '%.40s'", out);
+	/* REP INSW into guest memory. */
+	run_string_in(_metadata, &self->vcpu, SIO_PORT_IN, 2, words, SIO_WORDS);
+	/* REP OUTSB with DF=1: the bytes come last to first. */
+	run_string_out(_metadata, &self->vcpu, SIO_PORT_REV, 1, out, 10);
+	EXPECT_EQ(0, memcmp("9876543210", out, 10)) TH_LOG("got '%.10s'", out);
+	/* OUTSL without REP: one element. */
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4, SIO_PORT_L);
+	EXPECT_EQ(SIO_DWORD, io_value(data, 4));
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+
+	/* The words landed in order, and nothing past them. */
+	memcpy(buf, self->vm.mem + BUF_GPA, sizeof(buf));
+	EXPECT_EQ(0, memcmp(words, buf, sizeof(words)));
+	for (i = sizeof(words); i < (int)sizeof(buf); i++)
+		EXPECT_EQ(0xcc, (unsigned char)buf[i]) TH_LOG("byte %d", i);
+
+	/* ESI/EDI/ECX after each REP, as the guest stored them. */
+	EXPECT_EQ(str40 + 40, mem32(&self->vm, RES_GPA));
+	EXPECT_EQ(0U, mem32(&self->vm, RES_GPA + 4));
+	EXPECT_EQ(BUF_GPA + sizeof(words), mem32(&self->vm, RES_GPA + 8));
+	EXPECT_EQ(0U, mem32(&self->vm, RES_GPA + 12));
+	EXPECT_EQ(rev - 1, mem32(&self->vm, RES_GPA + 16));
+	EXPECT_EQ(0U, mem32(&self->vm, RES_GPA + 20));
+
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(dword + 4, regs.rsi);
+	EXPECT_EQ(BUF_GPA + sizeof(words), regs.rdi);
+	EXPECT_EQ(0ULL, regs.rcx);
+	EXPECT_EQ(0ULL, regs.rflags & 0x400);	/* DF clear again */
+	EXPECT_EQ(CODE_GPA + (__u64)(sio32_after_hlt - sio32_start), regs.rip);
+}
+
+TEST_F(run, mmio)
+{
+	struct kvm_run *run = self->vcpu.run;
+	const __u32 load = 0x8badf00d;
+	struct kvm_regs regs;
+	char why[128];
+
+	load_code(_metadata, &self->vm, CODE_GPA, mmio32_start, mmio32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	get_regs(_metadata, &self->vcpu, &regs);
+	regs.rbx = 0x11111111;
+	regs.rcx = 0xffffffff;
+	set_regs(_metadata, &self->vcpu, &regs);
+
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_MMIO);
+	ASSERT_TRUE(run->mmio.phys_addr == MMIO_GPA && run->mmio.is_write && run->mmio.len == 4)
+		TH_LOG("got %s", exit_str(run, why, sizeof(why)));
+	EXPECT_EQ(0xdeadbeefU, io_value(run->mmio.data, 4));
+
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_MMIO);
+	ASSERT_TRUE(run->mmio.phys_addr == MMIO_GPA + 4 && run->mmio.is_write &&
+		    run->mmio.len == 2)
+		TH_LOG("got %s", exit_str(run, why, sizeof(why)));
+	EXPECT_EQ(0x5678U, io_value(run->mmio.data, 2));
+
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_MMIO);
+	ASSERT_TRUE(run->mmio.phys_addr == MMIO_GPA + 8 && !run->mmio.is_write &&
+		    run->mmio.len == 4)
+		TH_LOG("got %s", exit_str(run, why, sizeof(why)));
+	memcpy(run->mmio.data, &load, 4);
+
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_MMIO);
+	ASSERT_TRUE(run->mmio.phys_addr == MMIO_GPA + 0x10 && !run->mmio.is_write &&
+		    run->mmio.len == 1)
+		TH_LOG("got %s", exit_str(run, why, sizeof(why)));
+	/* Only the first byte is the load; movzbl clears the rest of ECX. */
+	memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
+	run->mmio.data[0] = 0xa5;
+
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(load, regs.rbx);
+	EXPECT_EQ(0xa5ULL, regs.rcx);
+	EXPECT_EQ(0x5678ULL, regs.rax);
+	EXPECT_EQ(CODE_GPA + (__u64)(mmio32_after_hlt - mmio32_start), regs.rip);
+}
+
+TEST_F(run, triple_fault)
+{
+	load_code(_metadata, &self->vm, CODE_GPA, triple32_start, triple32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_SHUTDOWN);
+}
+
+/*
+ * immediate_exit: KVM_RUN first completes a pending IN (the data userspace
+ * put in kvm_run reaches the guest), then returns -EINTR without running
+ * the guest. KVM leaves exit_reason alone on this path (the !wants_to_run
+ * return in kvm_arch_vcpu_ioctl_run(); KVM_EXIT_INTR is written only when a
+ * signal interrupts the guest), so the previous reason must still be there.
+ */
+TEST_F(run, immediate_exit)
+{
+	struct kvm_run *run = self->vcpu.run;
+	const __u32 pattern = 0x55aa55aa, in = 0x13579bdf;
+	struct kvm_regs regs;
+	void *data;
+
+	load_code(_metadata, &self->vm, CODE_GPA, imm32_start, imm32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	get_regs(_metadata, &self->vcpu, &regs);
+	regs.rax = pattern;
+	set_regs(_metadata, &self->vcpu, &regs);
+
+	/* Nothing pending: out at once, the guest did not move. */
+	run->immediate_exit = 1;
+	EXPECT_EQ(-EINTR, vcpu_run(&self->vcpu));
+	EXPECT_EQ((__u32)KVM_EXIT_UNKNOWN, run->exit_reason);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ((__u64)CODE_GPA, regs.rip);
+	EXPECT_EQ(pattern, regs.rax);
+
+	/* An IN pending: it completes, then KVM_RUN returns before the HLT. */
+	run->immediate_exit = 0;
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_IN, 4, IMM_PORT);
+	memcpy(data, &in, 4);
+	run->immediate_exit = 1;
+	EXPECT_EQ(-EINTR, vcpu_run(&self->vcpu));
+	EXPECT_EQ((__u32)KVM_EXIT_IO, run->exit_reason);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(in, regs.rax);
+	EXPECT_EQ(CODE_GPA + (__u64)(imm32_after_in - imm32_start), regs.rip);
+
+	/* Still immediate: nothing more happens. */
+	EXPECT_EQ(-EINTR, vcpu_run(&self->vcpu));
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(CODE_GPA + (__u64)(imm32_after_in - imm32_start), regs.rip);
+
+	run->immediate_exit = 0;
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(in, regs.rax);
+	EXPECT_EQ(CODE_GPA + (__u64)(imm32_after_hlt - imm32_start), regs.rip);
+}
+
+static volatile sig_atomic_t alarms;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	alarms++;
+}
+
+TEST_F(run, signal_eintr)
+{
+	struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = 0 };	/* no SA_RESTART */
+	struct itimerval timer = { .it_value = { .tv_usec = 50000 } };
+	struct kvm_run *run = self->vcpu.run;
+	struct kvm_regs regs;
+	int i;
+
+	load_code(_metadata, &self->vm, CODE_GPA, spin32_start, spin32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	sigemptyset(&sa.sa_mask);
+	ASSERT_EQ(0, sigaction(SIGALRM, &sa, NULL));
+
+	for (i = 1; i <= 2; i++) {
+		run->exit_reason = KVM_EXIT_UNKNOWN;
+		ASSERT_EQ(0, setitimer(ITIMER_REAL, &timer, NULL));
+		EXPECT_EQ(-EINTR, vcpu_run(&self->vcpu)) TH_LOG("round %d", i);
+		EXPECT_EQ((__u32)KVM_EXIT_INTR, run->exit_reason) TH_LOG("round %d", i);
+		EXPECT_EQ(i, alarms);
+		get_regs(_metadata, &self->vcpu, &regs);
+		/* Still in the guest's code (before or in the loop). */
+		EXPECT_LE((__u64)CODE_GPA, regs.rip);
+		EXPECT_GT((__u64)CODE_GPA + (spin32_end - spin32_start), regs.rip);
+	}
+}
+
+/*
+ * Guest CPUID bits KVM owns at run time (kvm_update_cpuid_runtime(): OSXSAVE
+ * mirrors CR4, APIC mirrors IA32_APIC_BASE), ignored in the comparison.
+ * Everything else the guest sees is the table exactly.
+ */
+#define CPUID1_ECX_OSXSAVE	(1U << 27)
+#define CPUID1_EDX_APIC		(1U << 9)
+
+TEST_F(run, cpuid)
+{
+	static struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[3];
+	} table;
+	static const char vendor[] = "rkvmTestCPU!";
+	__u32 ebx, edx, ecx;
+	struct kvm_regs regs;
+
+	memcpy(&ebx, vendor, 4);
+	memcpy(&edx, vendor + 4, 4);
+	memcpy(&ecx, vendor + 8, 4);
+	table.hdr.nent = 3;
+	table.e[0] = (struct kvm_cpuid_entry2){ .function = 0, .eax = 1,
+						.ebx = ebx, .ecx = ecx, .edx = edx };
+	table.e[1] = (struct kvm_cpuid_entry2){ .function = 1, .eax = 0x000906a3,
+						.ebx = 0x00010800, .ecx = 0x00000201,
+						.edx = 0x00000011 };
+	table.e[2] = (struct kvm_cpuid_entry2){ .function = 0x80000000, .eax = 0x80000000 };
+	ASSERT_EQ(0, ioctl(self->vcpu.fd, KVM_SET_CPUID2, &table))
+		TH_LOG("KVM_SET_CPUID2: %s", strerror(errno));
+
+	load_code(_metadata, &self->vm, CODE_GPA, cpuid32_start, cpuid32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	get_regs(_metadata, &self->vcpu, &regs);
+	regs.rbx = regs.rdx = 0xffffffff;
+	set_regs(_metadata, &self->vcpu, &regs);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+
+	EXPECT_EQ(1U, mem32(&self->vm, RES_GPA));
+	EXPECT_EQ(ebx, mem32(&self->vm, RES_GPA + 4));
+	EXPECT_EQ(ecx, mem32(&self->vm, RES_GPA + 8));
+	EXPECT_EQ(edx, mem32(&self->vm, RES_GPA + 12));
+	EXPECT_EQ(0, memcmp(vendor, self->vm.mem + RES_GPA + 4, 4));
+	EXPECT_EQ(0x80000000U, mem32(&self->vm, RES_GPA + 16));
+
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(0x000906a3ULL, regs.rax);
+	EXPECT_EQ(0x00010800ULL, regs.rbx);
+	EXPECT_EQ(0x00000201ULL, regs.rcx & ~(__u64)CPUID1_ECX_OSXSAVE);
+	EXPECT_EQ(0x00000011ULL, regs.rdx & ~(__u64)CPUID1_EDX_APIC);
+}
+
+/* A benchmark: prints the cost, asserts only that it was measured. */
+TEST_F(run, cpuid_exit_cost)
+{
+	unsigned long long delta, per_exit;
+	void *data;
+
+	load_code(_metadata, &self->vm, CODE_GPA, bench32_start, bench32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4, BENCH_PORT_LO);
+	delta = io_value(data, 4);
+	data = run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4, BENCH_PORT_HI);
+	delta |= (unsigned long long)io_value(data, 4) << 32;
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+
+	per_exit = delta / BENCH_N;
+	ksft_print_msg("bench cpuid_exit dev=%s cycles_per_exit=%llu\n", rkvm_dev_path(),
+		       per_exit);
+	EXPECT_LT(0ULL, per_exit);
+}
+
+/* Identity-maps the first MEM_SIZE bytes with 4 KiB pages (PD_GPA, PT_GPA). */
+static void build_page_tables(struct vm *vm)
+{
+	__u32 *pd = (__u32 *)(vm->mem + PD_GPA), *pt = (__u32 *)(vm->mem + PT_GPA);
+	unsigned int i;
+
+	memset(pd, 0, 4096);
+	pd[0] = PT_GPA | 0x3;			/* present, writable */
+	for (i = 0; i < 1024; i++)
+		pt[i] = i < MEM_SIZE / 4096 ? (i << 12) | 0x3 : 0;
+}
+
+TEST_F(run, paging_refused)
+{
+	struct kvm_sregs sregs;
+	struct vcpu second;
+
+	if (!rkvm_dev_is_rkvm())
+		SKIP(return, "the reference runs paged guests");
+
+	/* rkvm runs only unpaged guests so far; paging is an internal error. */
+	build_page_tables(&self->vm);
+	load_code(_metadata, &self->vm, CODE_GPA, pg32_start, pg32_end);
+
+	/* (a) The guest sets CR0.PG itself. */
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_INTERNAL_ERROR);
+
+	/* (b) Userspace hands over a paged vCPU. */
+	vcpu_create(_metadata, &self->vm, 1, &second);
+	vcpu_enter(_metadata, &second, FLAT32, CODE_GPA);
+	get_sregs(_metadata, &second, &sregs);
+	sregs.cr0 = 0x80000011;		/* PG | ET | PE */
+	sregs.cr3 = PD_GPA;
+	set_sregs(_metadata, &second, &sregs);
+	run_expect(_metadata, &second, KVM_EXIT_INTERNAL_ERROR);
+	vcpu_destroy(&second);
+}
+
+TEST_F(run, run_bad_inputs)
+{
+	struct kvm_regs regs;
+	pid_t pid;
+	int status;
+
+	load_code(_metadata, &self->vm, CODE_GPA, halt32_start, halt32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_RUN, 1));
+	EXPECT_EQ(EINVAL, errno);
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0) {
+		/* The vCPU belongs to the creator's address space. */
+		errno = 0;
+		if (ioctl(self->vcpu.fd, KVM_RUN, 0) != -1)
+			_exit(1);
+		_exit(errno == EIO ? 0 : 2);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status)) TH_LOG("child: 1 = KVM_RUN worked, 2 = not EIO");
+
+	/* Neither attempt ran the guest; it still runs here. */
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ((__u64)CODE_GPA, regs.rip);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ((__u64)CODE_GPA + 1, regs.rip);
+}
+
+/* ---- Tests with their own VMs ------------------------------------------ */
+
+TEST(reset_vector)
+{
+	const __u64 base = 0xffff0000, size = 0x10000;
+	struct kvm_userspace_memory_region r = {
+		.slot = 0, .guest_phys_addr = base, .memory_size = size,
+	};
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct vcpu vcpu;
+	struct vm vm;
+	char *mem;
+	void *data;
+
+	/* The short jump at the vector reaches the payload. */
+	ASSERT_EQ(0xfff0 - RESET_OFFSET, reset16_vector - reset16_start);
+	ASSERT_EQ(2, reset16_end - reset16_vector);
+	ASSERT_EQ(0xeb, (unsigned char)reset16_vector[0]);
+
+	vm_create(_metadata, &vm, 0);
+	mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, mem);
+	memcpy(mem + RESET_OFFSET, reset16_start, reset16_end - reset16_start);
+	r.userspace_addr = (__u64)(unsigned long)mem;
+	ASSERT_EQ(0, ioctl(vm.fd, KVM_SET_USER_MEMORY_REGION, &r))
+		TH_LOG("KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+	vcpu_create(_metadata, &vm, 0, &vcpu);
+
+	/* No SET_REGS/SET_SREGS: the vCPU starts at 0xf000:0xfff0. */
+	data = run_expect_io(_metadata, &vcpu, KVM_EXIT_IO_OUT, 1, PORT_CON);
+	EXPECT_EQ((__u32)RESET_BYTE, io_value(data, 1));
+	run_expect(_metadata, &vcpu, KVM_EXIT_HLT);
+	get_regs(_metadata, &vcpu, &regs);
+	EXPECT_EQ(RESET_OFFSET + (__u64)(reset16_after_hlt - reset16_start), regs.rip);
+	get_sregs(_metadata, &vcpu, &sregs);
+	EXPECT_EQ(0xf000, sregs.cs.selector);
+	EXPECT_EQ(base, sregs.cs.base);
+	EXPECT_EQ(0ULL, sregs.cr0 & 1);
+
+	vcpu_destroy(&vcpu);
+	vm_destroy(&vm);
+	munmap(mem, size);
+}
+
+/* One vCPU of the concurrency test, run by its own thread. */
+struct counter {
+	struct vcpu vcpu;
+	__u16 port;
+	pthread_barrier_t *start;
+	unsigned int seen;	/* values that arrived in order */
+	char err[160];		/* empty unless something went wrong */
+};
+
+static void *counter_thread(void *arg)
+{
+	struct counter *c = arg;
+	struct kvm_run *run = c->vcpu.run;
+	char why[128];
+	__u32 v;
+
+	pthread_barrier_wait(c->start);
+	for (c->seen = 0; c->seen < COUNT_N; c->seen++) {
+		if (ioctl(c->vcpu.fd, KVM_RUN, 0)) {
+			snprintf(c->err, sizeof(c->err), "KVM_RUN: %s", strerror(errno));
+			return NULL;
+		}
+		if (run->exit_reason != KVM_EXIT_IO || run->io.direction != KVM_EXIT_IO_OUT ||
+		    run->io.size != 4 || run->io.port != c->port || run->io.count != 1) {
+			snprintf(c->err, sizeof(c->err), "value %u: %s", c->seen,
+				 exit_str(run, why, sizeof(why)));
+			return NULL;
+		}
+		memcpy(&v, (char *)run + run->io.data_offset, 4);
+		if (v != c->seen) {
+			snprintf(c->err, sizeof(c->err), "value %u: got %u", c->seen, v);
+			return NULL;
+		}
+	}
+	if (ioctl(c->vcpu.fd, KVM_RUN, 0) || run->exit_reason != KVM_EXIT_HLT)
+		snprintf(c->err, sizeof(c->err), "at the end: %s",
+			 exit_str(run, why, sizeof(why)));
+	return NULL;
+}
+
+/*
+ * VM a runs two vCPUs on one memory, from different addresses; VM b runs
+ * one. All three count to COUNT_N on their own port at the same time.
+ */
+TEST(two_vms_two_vcpus)
+{
+	static const struct {
+		int vm;
+		__u64 code, result;
+		__u16 port;
+	} cfg[3] = {
+		{ 0, 0x1000, 0x3000, 0x10 },
+		{ 0, 0x2000, 0x3004, 0x11 },
+		{ 1, 0x1000, 0x3000, 0x12 },
+	};
+	struct counter c[3];
+	pthread_barrier_t start;
+	pthread_t tid[3];
+	struct kvm_regs regs;
+	struct vm vm[2];
+	int i;
+
+	memset(c, 0, sizeof(c));
+	ASSERT_EQ(0, pthread_barrier_init(&start, NULL, 3));
+	vm_create(_metadata, &vm[0], MEM_SIZE);
+	vm_create(_metadata, &vm[1], MEM_SIZE);
+	for (i = 0; i < 3; i++) {
+		struct vm *v = &vm[cfg[i].vm];
+
+		load_code(_metadata, v, cfg[i].code, count32_start, count32_end);
+		vcpu_create(_metadata, v, i == 1 ? 1 : 0, &c[i].vcpu);
+		vcpu_enter(_metadata, &c[i].vcpu, FLAT32, cfg[i].code);
+		get_regs(_metadata, &c[i].vcpu, &regs);
+		regs.rdx = cfg[i].port;
+		regs.rbx = cfg[i].result;
+		set_regs(_metadata, &c[i].vcpu, &regs);
+		c[i].port = cfg[i].port;
+		c[i].start = &start;
+	}
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_create(&tid[i], NULL, counter_thread, &c[i]));
+	for (i = 0; i < 3; i++)
+		ASSERT_EQ(0, pthread_join(tid[i], NULL));
+
+	for (i = 0; i < 3; i++) {
+		EXPECT_STREQ("", c[i].err) TH_LOG("vCPU %d", i);
+		EXPECT_EQ((unsigned int)COUNT_N, c[i].seen) TH_LOG("vCPU %d", i);
+		EXPECT_EQ((__u32)COUNT_N, mem32(&vm[cfg[i].vm], cfg[i].result)) TH_LOG("vCPU %d", i);
+		get_regs(_metadata, &c[i].vcpu, &regs);
+		EXPECT_EQ(cfg[i].code + (count32_after_hlt - count32_start), regs.rip)
+			TH_LOG("vCPU %d", i);
+	}
+	/* VM b's memory is its own: nothing at VM a's second result. */
+	EXPECT_EQ(0U, mem32(&vm[1], 0x3004));
+
+	for (i = 0; i < 3; i++)
+		vcpu_destroy(&c[i].vcpu);
+	vm_destroy(&vm[0]);
+	vm_destroy(&vm[1]);
+	pthread_barrier_destroy(&start);
+}
+
+TEST_HARNESS_MAIN
