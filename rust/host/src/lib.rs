@@ -24,10 +24,14 @@ pub mod decode;
 pub mod exit;
 #[path = "../../x86/pio.rs"]
 pub mod pio;
+#[path = "../../mmu/pte_list.rs"]
+pub mod pte_list;
 #[path = "../../x86/segment.rs"]
 pub mod segment;
 #[path = "../../x86/sregs.rs"]
 pub mod sregs;
+#[path = "../../mmu/walk.rs"]
+pub mod walk;
 
 #[cfg(test)]
 mod abi_tests;
@@ -42,8 +46,12 @@ mod exit_tests;
 #[cfg(test)]
 mod pio_tests;
 #[cfg(test)]
+mod pte_list_tests;
+#[cfg(test)]
 mod region_tests;
 #[cfg(test)]
 mod segment_tests;
 #[cfg(test)]
 mod sregs_tests;
+#[cfg(test)]
+mod walk_tests;
