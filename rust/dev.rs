@@ -37,7 +37,32 @@ impl MiscDevice for SystemFd {
             abi::KVM_GET_VCPU_MMAP_SIZE if arg == 0 => {
                 Ok((abi::VCPU_MMAP_PAGES << kernel::bindings::PAGE_SHIFT) as isize)
             }
+            abi::KVM_GET_MSR_INDEX_LIST => msr_index_list(arg),
             _ => Err(EINVAL),
         }
     }
+}
+
+/// `KVM_GET_MSR_INDEX_LIST`: the count is always written back; `E2BIG` if
+/// the caller's array is too small (KVM's protocol).
+fn msr_index_list(arg: usize) -> Result<isize> {
+    use crate::x86::msr::SAVED;
+    use kernel::uaccess::{
+        UserPtr,
+        UserSlice, //
+    };
+    let header = UserSlice::new(UserPtr::from_addr(arg), size_of::<u32>());
+    let (mut reader, mut writer) = header.reader_writer();
+    let room = reader.read::<u32>()? as usize;
+    writer.write(&(SAVED.len() as u32))?;
+    if room < SAVED.len() {
+        return Err(E2BIG);
+    }
+    let entries = arg.checked_add(size_of::<u32>()).ok_or(EFAULT)?;
+    let mut w =
+        UserSlice::new(UserPtr::from_addr(entries), SAVED.len() * size_of::<u32>()).writer();
+    for i in SAVED {
+        w.write(&i)?;
+    }
+    Ok(0)
 }

@@ -47,6 +47,7 @@ use crate::{
     x86::{
         cpuid,
         decode::Insn,
+        msr,
         segment::{
             self,
             Segment, //
@@ -56,6 +57,8 @@ use crate::{
 
 static VCPU_FOPS: fd::Fops = fd::fops::<VcpuFd>(Some(mmap));
 
+/// `KVM_MP_STATE_RUNNABLE`.
+const MP_STATE_RUNNABLE: u32 = 0;
 /// RFLAGS bit 1, always set.
 const RFLAGS_FIXED: u64 = 1 << 1;
 /// CR0 at reset: ET, NW, CD.
@@ -102,6 +105,15 @@ struct State {
     pending: Pending,
     /// The vCPU has entered the guest at least once.
     ran: bool,
+    /// An external interrupt queued by `KVM_INTERRUPT`, injected as soon as
+    /// the guest can take it.
+    irq: Option<u8>,
+    /// An NMI queued by `KVM_NMI`.
+    nmi: bool,
+    /// MSRs rkvm stores itself (STAR, LSTAR, PAT, the TSC offset, ...).
+    msrs: msr::Msrs,
+    /// Shadow tables of a paged guest, created when it first pages.
+    vtlb: Option<crate::mmu::vtlb::Vtlb>,
 }
 
 /// An event for the VM-entry interruption-information fields.
@@ -176,6 +188,10 @@ impl State {
             pending_event: None,
             pending: Pending::None,
             ran: false,
+            irq: None,
+            nmi: false,
+            msrs: msr::Msrs::default(),
+            vtlb: None,
         }
     }
 
@@ -329,10 +345,87 @@ impl fd::FdObject for VcpuFd {
             abi::KVM_SET_CPUID2 => set_cpuid2(vcpu, arg)?,
             abi::KVM_GET_CPUID2 => get_cpuid2(vcpu, arg)?,
             abi::KVM_RUN => return run::run(&this.vm, vcpu, arg),
+            abi::KVM_INTERRUPT => {
+                let irq = user(size_of::<u32>()).reader().read::<u32>()?;
+                run::queue_interrupt(&mut vcpu.state.lock(), irq)?;
+            }
+            abi::KVM_NMI => vcpu.state.lock().nmi = true,
+            abi::KVM_GET_MSRS => return msrs_io(vcpu, arg, false),
+            abi::KVM_SET_MSRS => return msrs_io(vcpu, arg, true),
+            abi::KVM_GET_FPU => {
+                // Lock order: state, then hw.
+                let _st = vcpu.state.lock();
+                let fpu = vcpu.hw.lock().get_fpu();
+                user(size_of::<abi::KvmFpu>()).writer().write(&fpu)?;
+            }
+            abi::KVM_SET_FPU => {
+                let fpu = user(size_of::<abi::KvmFpu>())
+                    .reader()
+                    .read::<abi::KvmFpu>()?;
+                let _st = vcpu.state.lock();
+                vcpu.hw.lock().set_fpu(&fpu);
+            }
+            // No in-kernel local APIC: a vCPU is always runnable (HLT exits
+            // to user space), and only RUNNABLE may be set, as on KVM.
+            abi::KVM_GET_MP_STATE => {
+                let _st = vcpu.state.lock();
+                user(size_of::<u32>()).writer().write(&MP_STATE_RUNNABLE)?;
+            }
+            abi::KVM_SET_MP_STATE => {
+                if user(size_of::<u32>()).reader().read::<u32>()? != MP_STATE_RUNNABLE {
+                    return Err(EINVAL);
+                }
+            }
             _ => return Err(EINVAL),
         }
         Ok(0)
     }
+}
+
+/// `KVM_GET_MSRS`/`KVM_SET_MSRS` (KVM's `msr_io()`): processes entries in
+/// order up to the first MSR that does not exist or refuses the value, and
+/// returns how many were processed; `E2BIG` for 256 entries or more.
+fn msrs_io(vcpu: &Vcpu, arg: usize, set: bool) -> Result<isize> {
+    let header = UserSlice::new(UserPtr::from_addr(arg), size_of::<abi::KvmMsrs>())
+        .reader()
+        .read::<abi::KvmMsrs>()?;
+    if header.nmsrs >= abi::MAX_IO_MSRS {
+        return Err(E2BIG);
+    }
+    let n = header.nmsrs as usize;
+    let addr = arg.checked_add(size_of::<abi::KvmMsrs>()).ok_or(EFAULT)?;
+    let (mut reader, mut writer) =
+        UserSlice::new(UserPtr::from_addr(addr), n * size_of::<abi::KvmMsrEntry>()).reader_writer();
+    let mut entries = KVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        entries.push(reader.read::<abi::KvmMsrEntry>()?, GFP_KERNEL)?;
+    }
+    let mut st = vcpu.state.lock();
+    let mut done = 0;
+    for e in entries.iter_mut() {
+        let ok = if set {
+            run::host_set_msr(&mut st, e.index, e.data)
+        } else {
+            match run::host_get_msr(&st, e.index) {
+                Some(v) => {
+                    e.data = v;
+                    true
+                }
+                None => false,
+            }
+        };
+        if !ok {
+            break;
+        }
+        done += 1;
+    }
+    drop(st);
+    if !set {
+        for e in entries.iter() {
+            writer.write(e)?;
+        }
+    }
+    Ok(done)
 }
 
 /// The user address of the entries that follow a `struct kvm_cpuid2`.

@@ -9,6 +9,7 @@
 
 use core::sync::atomic::{
     fence,
+    AtomicU64,
     Ordering, //
 };
 
@@ -70,6 +71,10 @@ pub(crate) struct Vm {
     ept: Mutex<Ept>,
     /// `ept`'s EPT pointer; the root never changes.
     eptp: u64,
+    /// The mapping generation: moves when pinned pages are taken away (a
+    /// slot deleted or moved); shadow tables of an older generation are
+    /// dropped before their vCPU enters the guest again.
+    mmu_gen: AtomicU64,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -93,6 +98,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             caps,
             ept <- new_mutex!(ept),
             eptp,
+            mmu_gen: AtomicU64::new(0),
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -118,8 +124,8 @@ impl Vm {
             userspace_addr: req.userspace_addr,
         };
         let mut slots = self.slots.lock();
-        if let Some((start, end)) = slots.apply(&req)? {
-            self.zap_gfns(start, end)?;
+        if let Some((start, _end)) = slots.apply(&req)? {
+            self.zap_slot(start)?;
         }
         Ok(0)
     }
@@ -146,6 +152,21 @@ impl Vm {
         Some(slot.userspace_addr + (gpa - (slot.base_gfn << 12)))
     }
 
+    /// The current mapping generation.
+    pub(crate) fn mmu_gen(&self) -> u64 {
+        self.mmu_gen.load(Ordering::SeqCst)
+    }
+
+    /// The host page behind guest frame `gfn` (pinned, and mapped in the
+    /// EPT), or `None` if no slot backs it.
+    pub(crate) fn gfn_pfn(&self, gfn: u64) -> Result<Option<u64>> {
+        if !self.map_gfn(gfn)? {
+            return Ok(None);
+        }
+        // A slot change between the two steps: the caller retries.
+        Ok(self.ept.lock().lookup(gfn))
+    }
+
     /// Maps guest frame `gfn` in the EPT if a slot backs it (pinning the
     /// VMM's page). Returns false for a frame no slot backs (MMIO).
     pub(crate) fn map_gfn(&self, gfn: u64) -> Result<bool> {
@@ -157,7 +178,7 @@ impl Vm {
         };
         let hva = slot.userspace_addr + ((gfn - slot.base_gfn) << 12);
         let pfn = shim::pin_user_page(hva)?;
-        let installed = self.ept.lock().map(gfn, pfn);
+        let installed = self.ept.lock().map(gfn, pfn, slot.base_gfn, slot.npages);
         if !matches!(installed, Ok(true)) {
             // Already mapped by another vCPU, or no memory for a table.
             // SAFETY: the pin was taken above and the map did not take it.
@@ -166,15 +187,18 @@ impl Vm {
         installed.map(|_| true)
     }
 
-    /// Unmaps guest frames `[start, end)`: clears their EPT entries, makes
-    /// sure no vCPU is still running on the old entries, then unpins the
-    /// pages. Called with the slots lock held.
-    fn zap_gfns(&self, start: u64, end: u64) -> Result {
+    /// Unmaps the frames of the slot that started at `base_gfn` (deleted
+    /// or moved): drains its rmap, clearing the EPT entries, makes sure no
+    /// vCPU still runs on them, then unpins the pages. Called with the
+    /// slots lock held.
+    fn zap_slot(&self, base_gfn: u64) -> Result {
         let mut pfns = KVec::new();
-        self.ept.lock().clear(start, end, &mut pfns)?;
+        self.ept.lock().zap_slot(base_gfn, &mut pfns)?;
         if pfns.is_empty() {
             return Ok(());
         }
+        // Shadow tables may map these pages too: retire them all.
+        self.mmu_gen.fetch_add(1, Ordering::SeqCst);
         self.kick_all();
         for pfn in pfns {
             // SAFETY: each pin was owned by the EPT, which gave it up in

@@ -37,6 +37,8 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_SET_IDENTITY_MAP_ADDR, 1 },
 	{ KVM_CAP_GET_TSC_KHZ, 1 },
 	{ KVM_CAP_IMMEDIATE_EXIT, 1 },
+	{ KVM_CAP_USER_NMI, 1 },
+	{ KVM_CAP_MP_STATE, 1 },
 };
 
 FIXTURE(dev) {

@@ -305,6 +305,61 @@ TEST_F(pair, second_vcpu_reset_state_matches)
 }
 
 /*
+ * The MSRs rkvm implements read the same on a new vCPU of both (the TSC
+ * aside), and the same writes are accepted or refused (the count of
+ * processed entries of KVM_SET_MSRS).
+ */
+TEST_F(pair, msrs_match)
+{
+	static const __u32 idx[] = {
+		0x174, 0x175, 0x176, 0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,
+		0xc0000102, 0x277, 0x1a0, 0xc0000080, 0x1b,
+	};
+	static const struct kvm_msr_entry writes[] = {
+		{ .index = 0x277, .data = 0x0007010600070406ULL },
+		{ .index = 0x277, .data = 0x0007030600070406ULL },	/* type 3 */
+		{ .index = 0xc0000082, .data = 0xffff800000001000ULL },
+		{ .index = 0xc0000082, .data = 0x0001000000000000ULL },	/* non-canonical */
+		{ .index = 0x175, .data = 0x0000800000001000ULL },	/* made canonical */
+		{ .index = 0xc0000080, .data = 0x1 },			/* SCE */
+		{ .index = 0xc0000080, .data = 0x2 },			/* reserved */
+		{ .index = 0x174, .data = 0x123456789ULL },
+	};
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[16];
+	} m[2];
+	unsigned int i, k;
+
+	for (k = 0; k < 2; k++) {
+		memset(&m[k], 0, sizeof(m[k]));
+		m[k].hdr.nmsrs = sizeof(idx) / sizeof(idx[0]);
+		for (i = 0; i < m[k].hdr.nmsrs; i++)
+			m[k].e[i].index = idx[i];
+		EXPECT_EQ((int)m[k].hdr.nmsrs, ioctl(self->s[k].vcpu, KVM_GET_MSRS, &m[k]))
+			TH_LOG("%s", self->s[k].name);
+	}
+	for (i = 0; i < sizeof(idx) / sizeof(idx[0]); i++)
+		EXPECT_EQ(m[0].e[i].data, m[1].e[i].data) TH_LOG("MSR %#x", idx[i]);
+
+	for (i = 0; i < sizeof(writes) / sizeof(writes[0]); i++) {
+		int r[2];
+
+		for (k = 0; k < 2; k++) {
+			memset(&m[k], 0, sizeof(m[k]));
+			m[k].hdr.nmsrs = 1;
+			m[k].e[0] = writes[i];
+			r[k] = ioctl(self->s[k].vcpu, KVM_SET_MSRS, &m[k]);
+			m[k].e[0].data = 0;
+			if (r[k] == 1)
+				ioctl(self->s[k].vcpu, KVM_GET_MSRS, &m[k]);
+		}
+		EXPECT_EQ(r[0], r[1]) TH_LOG("write %#llx to %#x", writes[i].data, writes[i].index);
+		EXPECT_EQ(m[0].e[0].data, m[1].e[0].data) TH_LOG("read back %#x", writes[i].index);
+	}
+}
+
+/*
  * kvm_intel keeps VMX on (CR4.VMXE set) on every CPU while it is loaded, so
  * rkvm's VMX window cannot open: KVM_RUN must fail with EBUSY and say why
  * in the kernel log, while the same guest (one HLT) runs on kvm_intel.

@@ -57,6 +57,27 @@ pub(crate) const KVM_SET_REGS: u32 = _IOW::<KvmRegs>(KVMIO, 0x82);
 pub(crate) const KVM_GET_SREGS: u32 = _IOR::<KvmSregs>(KVMIO, 0x83);
 /// vCPU ioctl: writes them.
 pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
+/// System ioctl: the MSRs `KVM_GET/SET_MSRS` save and restore.
+pub(crate) const KVM_GET_MSR_INDEX_LIST: u32 = _IOWR::<u32>(KVMIO, 0x02);
+/// vCPU ioctl: reads MSRs.
+pub(crate) const KVM_GET_MSRS: u32 = _IOWR::<KvmMsrs>(KVMIO, 0x88);
+/// vCPU ioctl: writes MSRs.
+pub(crate) const KVM_SET_MSRS: u32 = _IOW::<KvmMsrs>(KVMIO, 0x89);
+/// The most entries one `KVM_GET/SET_MSRS` may carry, plus one (KVM's
+/// `MAX_IO_MSRS`).
+pub(crate) const MAX_IO_MSRS: u32 = 256;
+/// vCPU ioctl: reads the x87/SSE state.
+pub(crate) const KVM_GET_FPU: u32 = _IOR::<KvmFpu>(KVMIO, 0x8c);
+/// vCPU ioctl: writes the x87/SSE state.
+pub(crate) const KVM_SET_FPU: u32 = _IOW::<KvmFpu>(KVMIO, 0x8d);
+/// vCPU ioctl: reads the multiprocessing state.
+pub(crate) const KVM_GET_MP_STATE: u32 = _IOR::<u32>(KVMIO, 0x98);
+/// vCPU ioctl: sets the multiprocessing state.
+pub(crate) const KVM_SET_MP_STATE: u32 = _IOW::<u32>(KVMIO, 0x99);
+/// vCPU ioctl: queues an external interrupt (user-space irqchip).
+pub(crate) const KVM_INTERRUPT: u32 = _IOW::<u32>(KVMIO, 0x86);
+/// vCPU ioctl: queues an NMI.
+pub(crate) const KVM_NMI: u32 = _IO(KVMIO, 0x9a);
 /// vCPU ioctl: runs the guest until an exit user space must see.
 pub(crate) const KVM_RUN: u32 = _IO(KVMIO, 0x80);
 /// vCPU ioctl: sets the guest's CPUID.
@@ -68,10 +89,12 @@ pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
 mod cap {
     pub(super) const USER_MEMORY: usize = 3;
     pub(super) const SET_TSS_ADDR: usize = 4;
+    pub(super) const USER_NMI: usize = 22;
     pub(super) const SET_IDENTITY_MAP_ADDR: usize = 37;
     pub(super) const GET_TSC_KHZ: usize = 61;
     pub(super) const NR_VCPUS: usize = 9;
     pub(super) const NR_MEMSLOTS: usize = 10;
+    pub(super) const MP_STATE: usize = 14;
     pub(super) const DESTROY_MEMORY_REGION_WORKS: usize = 21;
     pub(super) const JOIN_MEMORY_REGIONS_WORKS: usize = 30;
     pub(super) const MAX_VCPUS: usize = 66;
@@ -98,7 +121,9 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::SET_TSS_ADDR
         | cap::SET_IDENTITY_MAP_ADDR
         | cap::GET_TSC_KHZ
-        | cap::IMMEDIATE_EXIT => 1,
+        | cap::IMMEDIATE_EXIT
+        | cap::USER_NMI
+        | cap::MP_STATE => 1,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
@@ -130,6 +155,9 @@ abi_struct!(
     KvmDtable = 16,
     KvmSregs = 312,
     KvmCpuid2 = 8,
+    KvmFpu = 416,
+    KvmMsrs = 8,
+    KvmMsrEntry = 16,
     KvmCpuidEntry2 = 40,
 );
 

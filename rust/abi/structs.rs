@@ -108,6 +108,40 @@ pub(crate) struct KvmSregs {
     pub(crate) interrupt_bitmap: [u64; 4],
 }
 
+/// `struct kvm_fpu`: the x87/SSE state in FXSAVE terms.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmFpu {
+    pub(crate) fpr: [[u8; 16]; 8],
+    pub(crate) fcw: u16,
+    pub(crate) fsw: u16,
+    pub(crate) ftwx: u8,
+    pub(crate) pad1: u8,
+    pub(crate) last_opcode: u16,
+    pub(crate) last_ip: u64,
+    pub(crate) last_dp: u64,
+    pub(crate) xmm: [[u8; 16]; 16],
+    pub(crate) mxcsr: u32,
+    pub(crate) pad2: u32,
+}
+
+/// `struct kvm_msrs` without its flexible array of entries.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmMsrs {
+    pub(crate) nmsrs: u32,
+    pub(crate) pad: u32,
+}
+
+/// `struct kvm_msr_entry`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmMsrEntry {
+    pub(crate) index: u32,
+    pub(crate) reserved: u32,
+    pub(crate) data: u64,
+}
+
 /// `struct kvm_cpuid2` without its flexible array of entries.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -148,13 +182,17 @@ impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
 
 /// Byte offsets in `struct kvm_run` (the page at vCPU mmap offset 0), and
 /// the exit reasons rkvm produces. Checked against `<linux/kvm.h>` through
-/// `selftests/abi_layout.h` (which also checks offsets rkvm does not use
-/// yet, such as `request_interrupt_window`).
+/// `selftests/abi_layout.h`.
 #[allow(dead_code)]
 pub(crate) mod kvm_run {
     pub(crate) const REQUEST_INTERRUPT_WINDOW: usize = 0;
     pub(crate) const IMMEDIATE_EXIT: usize = 1;
     pub(crate) const EXIT_REASON: usize = 8;
+    pub(crate) const READY_FOR_INTERRUPT_INJECTION: usize = 12;
+    pub(crate) const IF_FLAG: usize = 13;
+    pub(crate) const FLAGS: usize = 14;
+    pub(crate) const CR8: usize = 16;
+    pub(crate) const APIC_BASE: usize = 24;
     pub(crate) const IO_DIRECTION: usize = 32;
     pub(crate) const IO_SIZE: usize = 33;
     pub(crate) const IO_PORT: usize = 34;
@@ -172,6 +210,7 @@ pub(crate) mod kvm_run {
 
     pub(crate) const EXIT_IO: u32 = 2;
     pub(crate) const EXIT_HLT: u32 = 5;
+    pub(crate) const EXIT_IRQ_WINDOW_OPEN: u32 = 7;
     pub(crate) const EXIT_MMIO: u32 = 6;
     pub(crate) const EXIT_SHUTDOWN: u32 = 8;
     pub(crate) const EXIT_FAIL_ENTRY: u32 = 9;

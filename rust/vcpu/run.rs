@@ -14,6 +14,8 @@
 //! unexpected (`KVM_EXIT_INTERNAL_ERROR`). Model: `vcpu_run()` in
 //! `arch/x86/kvm/x86.c` and `vmx_handle_exit()` in `arch/x86/kvm/vmx/vmx.c`.
 
+mod paging;
+
 use core::sync::atomic::Ordering;
 
 use kernel::{
@@ -59,11 +61,8 @@ use crate::{
             Insn,
             Mode, //
         },
-        pio,
-        sregs::{
-            cr0,
-            efer, //
-        },
+        msr, pio,
+        sregs::cr0,
     },
 };
 
@@ -86,31 +85,30 @@ const AR_DB: u32 = 1 << 14;
 /// STI and MOV-SS blocking in the interruptibility state.
 const BLOCKING_STI_MOV_SS: u32 = 0b11;
 /// Event fields: valid bit, "deliver error code", hardware exception type.
-const EVENT_VALID: u32 = 1 << 31;
-const EVENT_ERROR_CODE: u32 = 1 << 11;
-const EVENT_TYPE_HW_EXCEPTION: u32 = 3 << 8;
+pub(super) const EVENT_VALID: u32 = 1 << 31;
+pub(super) const EVENT_ERROR_CODE: u32 = 1 << 11;
+pub(super) const EVENT_TYPE_HW_EXCEPTION: u32 = 3 << 8;
+const EVENT_TYPE_EXT_INTR: u32 = 0;
 const EVENT_TYPE_NMI: u32 = 2 << 8;
+const NMI_VECTOR: u32 = 2;
+const RFLAGS_IF: u64 = 1 << 9;
+/// Blocking by NMI in the interruptibility state (virtual NMIs).
+const BLOCKING_NMI: u32 = 1 << 3;
 const EVENT_TYPE_MASK: u32 = 7 << 8;
 const GP_VECTOR: u32 = 13;
 /// Data offset of the PIO page in the vCPU mmap area.
 const PIO_DATA_OFFSET: u64 = 4096;
-/// `internal.data[0]` when paging is found on entry rather than on an exit.
+/// `internal.data[0]` when an unsupported paging mode (long mode) is found
+/// on entry rather than on an exit.
 const PAGING_AT_ENTRY: u64 = 0xffff_ffff;
+/// Page-fault vector and CR4.PAE.
+pub(super) const PF_VECTOR: u32 = 14;
+pub(super) const CR4_PAE: u64 = 1 << 5;
 /// The longest a guest runs before the VMX-preemption timer ends the
 /// window, in microseconds. Windows stay bounded even when no host
 /// interrupt can end them (Bochs 2.7 takes no external-interrupt exit from
 /// a guest that entered with RFLAGS.IF=0; see `Documentation/rkvm/lab.rst`).
 const WINDOW_SLICE_US: u64 = 1000;
-
-/// The architectural MSRs rkvm emulates for unpaged guests.
-mod msr {
-    pub(super) const TSC: u32 = 0x10;
-    pub(super) const APIC_BASE: u32 = 0x1b;
-    pub(super) const SYSENTER_CS: u32 = 0x174;
-    pub(super) const SYSENTER_ESP: u32 = 0x175;
-    pub(super) const SYSENTER_EIP: u32 = 0x176;
-    pub(super) const EFER: u32 = 0xc000_0080;
-}
 
 /// `kvm_run` and the PIO data page, as the kernel sees them.
 struct RunArea<'a> {
@@ -225,10 +223,22 @@ fn skip(st: &mut State, len: u64) {
 }
 
 /// Hardware CR0 for a guest CR0 (KVM's `vmx_set_cr0` with unrestricted
-/// guest): NE forced on, CD and NW forced off; the guest reads its own
-/// value through the read shadow.
+/// guest): NE forced on, CD and NW forced off; with paging (shadow tables)
+/// WP is forced on too, the guest's WP=0 being emulated by the shadow's
+/// permissions. The guest reads its own value through the read shadow.
 fn hw_cr0(c: u64) -> u64 {
-    (c & !(cr0::CD | cr0::NW)) | CR0_NE
+    let c = (c & !(cr0::CD | cr0::NW)) | CR0_NE;
+    if c & cr0::PG != 0 {
+        c | cr0::WP
+    } else {
+        c
+    }
+}
+
+/// Hardware CR4 for a guest CR4: the VMX fixed-1 bits, and PAE when the
+/// guest pages (its 2-level tables are shadowed with PAE tables).
+fn hw_cr4(c: u64, fixed0: u64, paged: bool) -> u64 {
+    c | fixed0 | if paged { CR4_PAE } else { 0 }
 }
 
 /// VMCS segment order (ES, CS, SS, DS, FS, GS, LDTR, TR) to `State` order
@@ -247,8 +257,8 @@ enum Outcome {
     VmFail(u32),
     /// An exit for the slow path.
     Exit(ExitInfo),
-    /// The guest turned paging on (CR0 value), which needs the shadow MMU.
-    Paging(u64),
+    /// Handled; run the guest again in a new window.
+    Reopen,
 }
 
 /// The exit information fields, read before the window closes.
@@ -258,6 +268,7 @@ struct ExitInfo {
     qualification: u64,
     gpa: u64,
     intr_info: u32,
+    intr_error_code: u32,
     insn_len: u64,
     insn_info: u32,
     cpu: u32,
@@ -267,7 +278,9 @@ struct ExitInfo {
 enum Fast {
     Resume,
     Leave,
-    Paging(u64),
+    /// Handled; the guest continues in a new window (its controls change:
+    /// paging was turned on or off).
+    Reopen,
 }
 
 /// What the slow path decided.
@@ -276,6 +289,27 @@ enum Step {
     Continue,
     /// Return to user space with `kvm_run` filled in.
     ToUser,
+}
+
+/// `KVM_INTERRUPT` with a user-space irqchip (KVM's
+/// `kvm_vcpu_ioctl_interrupt()`): the vector replaces any interrupt still
+/// waiting. KVM injects it on the next entry whatever the guest's IF (a
+/// VMM is expected to wait for `ready_for_interrupt_injection`); rkvm waits
+/// for the guest to be interruptible, so a hasty VMM gets a late interrupt
+/// rather than a failed entry.
+pub(super) fn queue_interrupt(st: &mut State, irq: u32) -> Result {
+    st.irq = Some(u8::try_from(irq).map_err(|_| EINVAL)?);
+    Ok(())
+}
+
+/// KVM's `kvm_vcpu_ready_for_interrupt_injection()` without an in-kernel
+/// irqchip: interrupts enabled and not blocked, nothing queued, no event
+/// waiting for re-injection.
+fn ready_for_interrupt(st: &State) -> bool {
+    st.regs.rflags & RFLAGS_IF != 0
+        && st.interruptibility & BLOCKING_STI_MOV_SS == 0
+        && st.irq.is_none()
+        && st.pending_event.is_none()
 }
 
 /// `KVM_RUN`.
@@ -288,9 +322,26 @@ pub(super) fn run(vm: &Vm, vcpu: &Vcpu, arg: usize) -> Result<isize> {
         run: &vcpu.pages[0],
         pio: &vcpu.pages[1],
     };
+    let ret = run_loop(vm, vcpu, &mut st, &area);
+    // What KVM's `post_kvm_run_save()` reports on every return.
+    area.write(kr::IF_FLAG, &[u8::from(st.regs.rflags & RFLAGS_IF != 0)]);
+    area.write(
+        kr::READY_FOR_INTERRUPT_INJECTION,
+        &[u8::from(ready_for_interrupt(&st))],
+    );
+    area.write(kr::FLAGS, &0u16.to_ne_bytes());
+    area.write(kr::CR8, &st.cr8.to_ne_bytes());
+    area.write(kr::APIC_BASE, &st.apic_base.to_ne_bytes());
+    ret
+}
+
+fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<isize> {
+    let mut b = [0u8];
+    area.read(kr::REQUEST_INTERRUPT_WINDOW, &mut b);
+    let want_window = b[0] != 0;
     // Complete the I/O user space just handled, even if we then return at
     // once: KVM documents that `immediate_exit` still completes it.
-    complete_pending(vm, &mut st, &area)?;
+    complete_pending(vm, st, area)?;
     // As in KVM, this EINTR leaves `exit_reason` as it was.
     if area.immediate_exit() {
         return Err(EINTR);
@@ -301,13 +352,17 @@ pub(super) fn run(vm: &Vm, vcpu: &Vcpu, arg: usize) -> Result<isize> {
             return Err(EINTR);
         }
         shim::cond_resched();
-        if st.cr0 & cr0::PG != 0 {
+        let Ok(paged) = paging::paged(st) else {
             area.internal_error(kr::INTERNAL_ERROR_EMULATION, &[PAGING_AT_ENTRY, st.cr0]);
             return Ok(0);
+        };
+        if paged {
+            // Created (allocated) here, outside the window.
+            paging::vtlb(vm, st)?;
         }
         let outcome = {
             let mut hw = vcpu.hw.lock();
-            enter_guest(vm, &vcpu.running_cpu, &mut hw, &mut st)
+            enter_guest(vm, &vcpu.running_cpu, &mut hw, st, want_window, paged)
         };
         let exit = match outcome {
             Outcome::Busy => {
@@ -326,16 +381,10 @@ pub(super) fn run(vm: &Vm, vcpu: &Vcpu, arg: usize) -> Result<isize> {
                 area.fail_entry(u64::from(err), kernel::cpu::CpuId::current().as_u32());
                 return Ok(0);
             }
-            Outcome::Paging(value) => {
-                area.internal_error(
-                    kr::INTERNAL_ERROR_EMULATION,
-                    &[u64::from(reason::CR_ACCESS), value],
-                );
-                return Ok(0);
-            }
+            Outcome::Reopen => continue,
             Outcome::Exit(e) => e,
         };
-        match handle_slow(vm, &mut st, &area, &exit)? {
+        match handle_slow(vm, st, area, &exit)? {
             Step::Continue => continue,
             Step::ToUser => return Ok(0),
         }
@@ -348,14 +397,33 @@ fn enter_guest(
     running: &core::sync::atomic::AtomicI32,
     hw: &mut crate::vmx::window::VmxPages,
     st: &mut State,
+    want_window: bool,
+    paged: bool,
 ) -> Outcome {
     let caps = vm.caps();
-    let mut w = match Window::open(hw, running) {
+    let pat_controls = caps.unpaged.entry & crate::vmx::caps::entry::LOAD_PAT != 0
+        && caps.unpaged.exit & crate::vmx::caps::exit::LOAD_PAT != 0;
+    let mut w = match Window::open(hw, running, pat_controls) {
         Ok(w) => w,
         Err(OpenError::Busy) => return Outcome::Busy,
         Err(OpenError::VmxFailed) => return Outcome::VmxFailed,
     };
-    load_guest(&mut w, st, caps, vm.eptp());
+    // A slot deleted or moved since the last window: the shadow may hold
+    // pages that are about to be unpinned. The check follows the
+    // publication of `running_cpu` in `Window::open`, so either this sees
+    // the new generation or the updater's kick sees this window.
+    let shadow_root = if paged {
+        let gen = vm.mmu_gen();
+        st.vtlb.as_mut().map(|t| {
+            if t.gen() != gen {
+                t.flush(gen);
+            }
+            t.cr3()
+        })
+    } else {
+        None
+    };
+    let base_proc = load_guest(&mut w, st, caps, vm.eptp(), shadow_root);
     if let Some(f) = w.write_failed() {
         return Outcome::WriteFailed(f);
     }
@@ -383,6 +451,7 @@ fn enter_guest(
         st.regs.r15,
     ];
     let outcome = loop {
+        prepare_events(&mut w, st, base_proc, want_window);
         if let Some(ev) = st.pending_event.take() {
             w.write(field::ENTRY_INTR_INFO, u64::from(ev.info));
             w.write(field::ENTRY_EXCEPTION_ERROR_CODE, u64::from(ev.error_code));
@@ -400,6 +469,7 @@ fn enter_guest(
             qualification: w.read(field::EXIT_QUALIFICATION),
             gpa: w.read(field::GUEST_PHYSICAL_ADDRESS),
             intr_info: w.read(field::EXIT_INTR_INFO) as u32,
+            intr_error_code: w.read(field::EXIT_INTR_ERROR_CODE) as u32,
             insn_len: w.read(field::EXIT_INSTRUCTION_LEN),
             insn_info: w.read(field::EXIT_INSTRUCTION_INFO) as u32,
             cpu: w.cpu(),
@@ -417,28 +487,89 @@ fn enter_guest(
                 insn_len: e.insn_len as u32,
             });
         }
-        match handle_fast(&mut w, st, &mut gprs, &e) {
+        match handle_fast(&mut w, st, &mut gprs, &e, vm.mmu_gen()) {
             Fast::Resume => continue,
             Fast::Leave => break Outcome::Exit(e),
-            Fast::Paging(v) => break Outcome::Paging(v),
+            Fast::Reopen => break Outcome::Reopen,
         }
     };
-    save_guest(&w, st, &gprs);
+    save_guest(&w, st, &gprs, paged);
     outcome
+}
+
+/// Turns a queued NMI or interrupt into the event of the next entry when
+/// the guest can take it, else asks for an exit when it can (NMI-window and
+/// interrupt-window exiting). User space asking for an interrupt window
+/// gets one too.
+fn prepare_events(w: &mut Window<'_>, st: &mut State, base_proc: u32, want_window: bool) {
+    use crate::vmx::caps::proc;
+    let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
+    let rflags = w.read(field::GUEST_RFLAGS);
+    if st.pending_event.is_none() {
+        if st.nmi && blocking & (BLOCKING_NMI | BLOCKING_STI_MOV_SS) == 0 {
+            st.nmi = false;
+            st.pending_event = Some(Event {
+                info: EVENT_VALID | EVENT_TYPE_NMI | NMI_VECTOR,
+                error_code: 0,
+                insn_len: 0,
+            });
+        } else if let Some(v) = st.irq {
+            if rflags & RFLAGS_IF != 0 && blocking & BLOCKING_STI_MOV_SS == 0 {
+                st.irq = None;
+                st.pending_event = Some(Event {
+                    info: EVENT_VALID | EVENT_TYPE_EXT_INTR | u32::from(v),
+                    error_code: 0,
+                    insn_len: 0,
+                });
+            }
+        }
+    }
+    let mut controls = base_proc;
+    if st.nmi {
+        controls |= proc::NMI_WINDOW_EXITING;
+    }
+    if st.irq.is_some() || want_window {
+        controls |= proc::INTR_WINDOW_EXITING;
+    }
+    w.write(field::PROC_BASED_CONTROLS, u64::from(controls));
 }
 
 /// Writes the controls and the whole guest state: after VMCLEAR at the end
 /// of the last window the VMCS may be on another CPU, so nothing is
 /// assumed to be there already.
-fn load_guest(w: &mut Window<'_>, st: &State, caps: &VmxCaps, eptp: u64) {
+///
+/// `shadow_root` is the hardware CR3 of a paged guest (its virtual TLB):
+/// then EPT and unrestricted guest are off, CR3 accesses and INVLPG exit,
+/// and every #PF exits. Returns the primary processor-based controls.
+fn load_guest(
+    w: &mut Window<'_>,
+    st: &State,
+    caps: &VmxCaps,
+    eptp: u64,
+    shadow_root: Option<u64>,
+) -> u32 {
+    use crate::vmx::caps::{
+        proc,
+        proc2, //
+    };
     let c = &caps.unpaged;
+    let paged = shadow_root.is_some();
+    let (proc, proc2, exceptions) = if paged {
+        (
+            c.proc | proc::CR3_LOAD_EXITING | proc::CR3_STORE_EXITING | proc::INVLPG_EXITING,
+            c.proc2 & !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST),
+            1u64 << PF_VECTOR,
+        )
+    } else {
+        (c.proc, c.proc2, 0)
+    };
     w.write(field::PIN_BASED_CONTROLS, u64::from(c.pin));
-    w.write(field::PROC_BASED_CONTROLS, u64::from(c.proc));
-    w.write(field::PROC_BASED_CONTROLS2, u64::from(c.proc2));
+    w.write(field::PROC_BASED_CONTROLS, u64::from(proc));
+    w.write(field::PROC_BASED_CONTROLS2, u64::from(proc2));
     w.write(field::EXIT_CONTROLS, u64::from(c.exit));
     w.write(field::ENTRY_CONTROLS, u64::from(c.entry));
+    w.write(field::EXCEPTION_BITMAP, exceptions);
     for f in [
-        field::EXCEPTION_BITMAP,
         field::PAGE_FAULT_ERROR_CODE_MASK,
         field::PAGE_FAULT_ERROR_CODE_MATCH,
         field::CR3_TARGET_COUNT,
@@ -446,7 +577,6 @@ fn load_guest(w: &mut Window<'_>, st: &State, caps: &VmxCaps, eptp: u64) {
         field::EXIT_MSR_LOAD_COUNT,
         field::ENTRY_MSR_LOAD_COUNT,
         field::ENTRY_INTR_INFO,
-        field::TSC_OFFSET,
         field::GUEST_ACTIVITY_STATE,
         field::GUEST_PENDING_DBG_EXCEPTIONS,
         field::GUEST_IA32_DEBUGCTL,
@@ -454,6 +584,8 @@ fn load_guest(w: &mut Window<'_>, st: &State, caps: &VmxCaps, eptp: u64) {
         w.write(f, 0);
     }
     w.write(field::VMCS_LINK_POINTER, u64::MAX);
+    w.write(field::TSC_OFFSET, st.msrs.tsc_offset);
+    w.write_pat(st.msrs.pat);
     w.write(field::EPT_POINTER, eptp);
     // Every CR0/CR4 bit is owned by rkvm: guest writes that change one
     // exit; reads see the shadow, i.e. the guest's own value.
@@ -462,8 +594,8 @@ fn load_guest(w: &mut Window<'_>, st: &State, caps: &VmxCaps, eptp: u64) {
     w.write(field::CR0_READ_SHADOW, st.cr0);
     w.write(field::GUEST_CR0, hw_cr0(st.cr0));
     w.write(field::CR4_READ_SHADOW, st.cr4);
-    w.write(field::GUEST_CR4, st.cr4 | caps.cr4_fixed0);
-    w.write(field::GUEST_CR3, st.cr3);
+    w.write(field::GUEST_CR4, hw_cr4(st.cr4, caps.cr4_fixed0, paged));
+    w.write(field::GUEST_CR3, shadow_root.unwrap_or(st.cr3));
     for (v, &s) in VMCS_TO_STATE.iter().enumerate() {
         let (sel, limit, ar, base) = field::guest_seg(v as u32);
         let seg = &st.segs[s];
@@ -488,10 +620,11 @@ fn load_guest(w: &mut Window<'_>, st: &State, caps: &VmxCaps, eptp: u64) {
         field::GUEST_INTERRUPTIBILITY,
         u64::from(st.interruptibility),
     );
+    proc
 }
 
 /// Reads the guest state back from the VMCS into `State`.
-fn save_guest(w: &Window<'_>, st: &mut State, g: &[u64; 16]) {
+fn save_guest(w: &Window<'_>, st: &mut State, g: &[u64; 16], paged: bool) {
     let r = &mut st.regs;
     (r.rax, r.rcx, r.rdx, r.rbx, r.rbp, r.rsi, r.rdi) = (g[0], g[1], g[2], g[3], g[5], g[6], g[7]);
     (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) =
@@ -512,7 +645,10 @@ fn save_guest(w: &Window<'_>, st: &mut State, g: &[u64; 16]) {
     st.idt.base = w.read(field::GUEST_IDTR_BASE);
     st.idt.limit = w.read(field::GUEST_IDTR_LIMIT) as u16;
     st.cr0 = w.read(field::CR0_READ_SHADOW);
-    st.cr3 = w.read(field::GUEST_CR3);
+    // A paged guest's CR3 is the shadow root; its own is kept in `st`.
+    if !paged {
+        st.cr3 = w.read(field::GUEST_CR3);
+    }
     st.cr4 = w.read(field::CR4_READ_SHADOW);
     st.efer = w.read(field::GUEST_IA32_EFER);
     st.sysenter = [
@@ -548,7 +684,13 @@ fn inject_gp(st: &mut State, protected: bool) {
 }
 
 /// Exits handled without leaving the window.
-fn handle_fast(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo) -> Fast {
+fn handle_fast(
+    w: &mut Window<'_>,
+    st: &mut State,
+    g: &mut [u64; 16],
+    e: &ExitInfo,
+    gen: u64,
+) -> Fast {
     match e.reason.basic() {
         reason::EXCEPTION_NMI if e.intr_info & EVENT_TYPE_MASK == EVENT_TYPE_NMI => {
             w.reraise_nmi();
@@ -570,7 +712,18 @@ fn handle_fast(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitIn
             skip_in_window(w, e.insn_len);
             Fast::Resume
         }
-        reason::CR_ACCESS => handle_cr(w, st, g, e),
+        reason::CR_ACCESS => handle_cr(w, st, g, e, gen),
+        reason::INVLPG => {
+            if let Some(t) = st.vtlb.as_mut() {
+                t.invalidate(e.qualification);
+            }
+            skip_in_window(w, e.insn_len);
+            Fast::Resume
+        }
+        // `prepare_events` injects what was waiting; an interrupt window
+        // nobody queued an interrupt for is user space's.
+        reason::NMI_WINDOW => Fast::Resume,
+        reason::INTERRUPT_WINDOW if st.irq.is_some() => Fast::Resume,
         reason::RDMSR | reason::WRMSR => {
             let index = g[RCX] as u32;
             let ok = if e.reason.basic() == reason::RDMSR {
@@ -597,52 +750,107 @@ fn handle_fast(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitIn
     }
 }
 
-/// RDMSR of the MSRs rkvm emulates; `None` means #GP (KVM's default for an
-/// MSR it does not know).
-fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
+/// The host TSC.
+fn rdtsc() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: RDTSC has no side effects.
+    unsafe {
+        core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi,
+                         options(nomem, nostack, preserves_flags));
+    }
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// `KVM_GET_MSRS` of one MSR, outside the window.
+pub(super) fn host_get_msr(st: &State, index: u32) -> Option<u64> {
     Some(match index {
-        msr::EFER => w.read(field::GUEST_IA32_EFER),
-        msr::SYSENTER_CS => w.read(field::GUEST_SYSENTER_CS),
-        msr::SYSENTER_ESP => w.read(field::GUEST_SYSENTER_ESP),
-        msr::SYSENTER_EIP => w.read(field::GUEST_SYSENTER_EIP),
-        msr::APIC_BASE => st.apic_base,
-        msr::TSC => {
-            // The TSC offset is 0: the guest reads the host TSC.
-            let (lo, hi): (u32, u32);
-            // SAFETY: RDTSC has no side effects.
-            unsafe {
-                core::arch::asm!("rdtsc", out("eax") lo, out("edx") hi,
-                                 options(nomem, nostack, preserves_flags));
-            }
-            u64::from(hi) << 32 | u64::from(lo)
-        }
-        _ => return None,
+        msr::index::EFER => st.efer,
+        msr::index::APIC_BASE => st.apic_base,
+        msr::index::SYSENTER_CS => st.sysenter[0],
+        msr::index::SYSENTER_ESP => st.sysenter[1],
+        msr::index::SYSENTER_EIP => st.sysenter[2],
+        msr::index::TSC => rdtsc().wrapping_add(st.msrs.tsc_offset),
+        _ => return st.msrs.get(index),
     })
 }
 
-/// WRMSR of the MSRs rkvm emulates; false means #GP.
-fn write_msr(w: &mut Window<'_>, st: &State, index: u32, v: u64) -> bool {
+/// `KVM_SET_MSRS` of one MSR, outside the window (host-initiated: LMA may
+/// be set, the APIC base is checked as `KVM_SET_SREGS` checks it).
+pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
+    if msr::write_valid(index, v) != Some(true) {
+        return false;
+    }
+    let cpu = cpuid::guest_cpu(&st.cpuid);
     match index {
-        msr::EFER => {
-            // LMA is read-only: KVM keeps the current value.
-            let old = w.read(field::GUEST_IA32_EFER);
-            let new = (v & !efer::LMA) | (old & efer::LMA);
+        msr::index::EFER if cpu.efer_valid(v) => st.efer = v,
+        msr::index::APIC_BASE if cpu.apic_base_valid(v) => st.apic_base = v,
+        msr::index::EFER | msr::index::APIC_BASE => return false,
+        msr::index::SYSENTER_CS => st.sysenter[0] = v & 0xffff_ffff,
+        msr::index::SYSENTER_ESP => st.sysenter[1] = msr::sysenter_address(v),
+        msr::index::SYSENTER_EIP => st.sysenter[2] = msr::sysenter_address(v),
+        msr::index::TSC => st.msrs.tsc_offset = v.wrapping_sub(rdtsc()),
+        _ => return st.msrs.set(index, v) == Some(true),
+    }
+    true
+}
+
+/// Guest RDMSR inside the window; `None` means #GP (KVM's answer for an
+/// MSR it does not know).
+fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
+    Some(match index {
+        msr::index::EFER => w.read(field::GUEST_IA32_EFER),
+        msr::index::SYSENTER_CS => w.read(field::GUEST_SYSENTER_CS),
+        msr::index::SYSENTER_ESP => w.read(field::GUEST_SYSENTER_ESP),
+        msr::index::SYSENTER_EIP => w.read(field::GUEST_SYSENTER_EIP),
+        _ => return host_get_msr(st, index),
+    })
+}
+
+/// Guest WRMSR inside the window; false means #GP. The APIC base is
+/// read-only for the guest (no local APIC is emulated).
+fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
+    if msr::write_valid(index, v) != Some(true) {
+        return false;
+    }
+    match index {
+        msr::index::EFER => {
+            let new = msr::guest_efer(w.read(field::GUEST_IA32_EFER), v);
             if !cpuid::guest_cpu(&st.cpuid).efer_valid(new) {
                 return false;
             }
             w.write(field::GUEST_IA32_EFER, new);
+            // NXE decides what the shadow's XD bits mean.
+            if let Some(t) = st.vtlb.as_mut() {
+                let gen = t.gen();
+                t.flush(gen);
+            }
         }
-        msr::SYSENTER_CS => w.write(field::GUEST_SYSENTER_CS, v & 0xffff_ffff),
-        msr::SYSENTER_ESP => w.write(field::GUEST_SYSENTER_ESP, v),
-        msr::SYSENTER_EIP => w.write(field::GUEST_SYSENTER_EIP, v),
-        _ => return false,
+        msr::index::APIC_BASE => return false,
+        msr::index::SYSENTER_CS => w.write(field::GUEST_SYSENTER_CS, v & 0xffff_ffff),
+        msr::index::SYSENTER_ESP => w.write(field::GUEST_SYSENTER_ESP, msr::sysenter_address(v)),
+        msr::index::SYSENTER_EIP => w.write(field::GUEST_SYSENTER_EIP, msr::sysenter_address(v)),
+        msr::index::TSC => {
+            st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
+            w.write(field::TSC_OFFSET, st.msrs.tsc_offset);
+        }
+        msr::index::PAT => {
+            st.msrs.pat = v;
+            w.write_pat(v);
+        }
+        _ => return st.msrs.set(index, v) == Some(true),
     }
     true
 }
 
 /// MOV to CR0/CR3/CR4, MOV from CR3, CLTS and LMSW (KVM's
 /// `handle_cr()`/`kvm_set_cr0()`/`kvm_set_cr4()` rules).
-fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo) -> Fast {
+fn handle_cr(
+    w: &mut Window<'_>,
+    st: &mut State,
+    g: &mut [u64; 16],
+    e: &ExitInfo,
+    gen: u64,
+) -> Fast {
     let gpr = |w: &Window<'_>, g: &[u64; 16], n: u8| {
         if usize::from(n) == RSP {
             w.read(field::GUEST_RSP)
@@ -651,6 +859,7 @@ fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
         }
     };
     let old = w.read(field::CR0_READ_SHADOW);
+    let paged = old & cr0::PG != 0;
     let new_cr0 = match CrAccess::from_qualification(e.qualification) {
         CrAccess::ToCr { cr: 0, gpr: n } => gpr(w, g, n),
         CrAccess::ToCr { cr: 4, gpr: n } => {
@@ -660,19 +869,34 @@ fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
                 inject_gp(st, old & cr0::PE != 0);
                 return Fast::Resume;
             }
+            let fixed0 = st_cr4_fixed0(w) & !CR4_PAE;
             w.write(field::CR4_READ_SHADOW, v);
-            w.write(field::GUEST_CR4, v | st_cr4_fixed0(w));
+            w.write(field::GUEST_CR4, hw_cr4(v, fixed0, paged));
+            st.cr4 = v;
+            // Paging-mode bits may change what every translation means.
+            flush_shadow(st, gen);
             skip_in_window(w, e.insn_len);
             return Fast::Resume;
         }
         CrAccess::ToCr { cr: 3, gpr: n } => {
             let v = gpr(w, g, n) & 0xffff_ffff;
-            w.write(field::GUEST_CR3, v);
+            if paged {
+                // A CR3 load flushes the (virtual) TLB; the hardware keeps
+                // running on the shadow root.
+                st.cr3 = v;
+                flush_shadow(st, gen);
+            } else {
+                w.write(field::GUEST_CR3, v);
+            }
             skip_in_window(w, e.insn_len);
             return Fast::Resume;
         }
         CrAccess::FromCr { cr: 3, gpr: n } => {
-            let v = w.read(field::GUEST_CR3);
+            let v = if paged {
+                st.cr3
+            } else {
+                w.read(field::GUEST_CR3)
+            };
             if usize::from(n) == RSP {
                 w.write(field::GUEST_RSP, v);
             } else {
@@ -696,19 +920,33 @@ fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
         inject_gp(st, old & cr0::PE != 0);
         return Fast::Resume;
     }
-    if v & cr0::PG != 0 {
-        return Fast::Paging(v);
-    }
     w.write(field::CR0_READ_SHADOW, v);
-    w.write(field::GUEST_CR0, hw_cr0(v));
+    st.cr0 = v;
     skip_in_window(w, e.insn_len);
+    if (old ^ v) & cr0::PG != 0 {
+        // Paging turned on or off: the next window runs with the other
+        // controls (EPT or shadow tables).
+        return Fast::Reopen;
+    }
+    w.write(field::GUEST_CR0, hw_cr0(v));
+    if (old ^ v) & cr0::WP != 0 {
+        flush_shadow(st, gen);
+    }
     Fast::Resume
 }
 
 /// The CR4 bits VMX operation forces on (VMXE), from the VMCS's own view:
-/// the guest CR4 minus its read shadow's bits.
+/// the hardware CR4 minus the guest's (PAE aside, which paging forces).
 fn st_cr4_fixed0(w: &Window<'_>) -> u64 {
     w.read(field::GUEST_CR4) & !w.read(field::CR4_READ_SHADOW)
+}
+
+/// Drops every shadow translation (inside the window: it only frees
+/// memory).
+fn flush_shadow(st: &mut State, gen: u64) {
+    if let Some(t) = st.vtlb.as_mut() {
+        t.flush(gen);
+    }
 }
 
 /// Exits handled after the window closed.
@@ -725,10 +963,17 @@ fn handle_slow(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Res
             area.set_exit(kr::EXIT_SHUTDOWN);
             Ok(Step::ToUser)
         }
+        reason::INTERRUPT_WINDOW => {
+            area.set_exit(kr::EXIT_IRQ_WINDOW_OPEN);
+            Ok(Step::ToUser)
+        }
         reason::HLT => {
             skip(st, e.insn_len);
             area.set_exit(kr::EXIT_HLT);
             Ok(Step::ToUser)
+        }
+        reason::EXCEPTION_NMI if e.intr_info & 0xff == PF_VECTOR => {
+            paging::handle_page_fault(vm, st, area, e)
         }
         reason::IO_INSTRUCTION => handle_io(vm, st, area, e),
         reason::EPT_VIOLATION => handle_ept_violation(vm, st, area, e),
@@ -806,8 +1051,17 @@ fn handle_io(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Resul
         emulation_failure(area, &[]);
         return Ok(Step::ToUser);
     };
+    let mut low = chunk.low & 0xffff_ffff;
+    if st.cr0 & cr0::PG != 0 {
+        // The run lies in one page: translate its lowest byte.
+        let Some(gpa) = paging::translate(vm, st, low, io.input) else {
+            emulation_failure(area, &[]);
+            return Ok(Step::ToUser);
+        };
+        low = gpa;
+    }
     let s = StringIo {
-        low: chunk.low & 0xffff_ffff,
+        low,
         count: chunk.count,
         size,
         df,
@@ -897,11 +1151,25 @@ fn handle_ept_violation(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInf
     if vm.map_gfn(e.gpa >> 12)? {
         return Ok(Step::Continue);
     }
+    if EptViolation::from_qualification(e.qualification).fetch {
+        emulation_failure(area, &[]);
+        return Ok(Step::ToUser);
+    }
+    emulate_mmio(vm, st, area, e.gpa)
+}
+
+/// Emulates the instruction at CS:RIP, which accessed `gpa` that no slot
+/// backs, through a `KVM_EXIT_MMIO`.
+fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result<Step> {
     let cs = &st.segs[SEG_CS];
     let lin = cs.base.wrapping_add(st.regs.rip) & 0xffff_ffff;
     let mut bytes = [0u8; decode::MAX_LEN];
-    let n = vm.fetch(lin, &mut bytes);
-    if EptViolation::from_qualification(e.qualification).fetch || n == 0 {
+    let n = if st.cr0 & cr0::PG != 0 {
+        paging::fetch(vm, st, lin, &mut bytes)
+    } else {
+        vm.fetch(lin, &mut bytes)
+    };
+    if n == 0 {
         emulation_failure(area, &bytes[..n]);
         return Ok(Step::ToUser);
     }
@@ -919,15 +1187,15 @@ fn handle_ept_violation(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInf
         Access::StoreReg(r) => {
             let v = reg(st, usize::from(r.num));
             let v = if r.high_byte { v >> 8 } else { v };
-            area.mmio(e.gpa, store(v), insn.size, true);
+            area.mmio(gpa, store(v), insn.size, true);
             skip(st, u64::from(insn.len));
         }
         Access::StoreImm(v) => {
-            area.mmio(e.gpa, store(v), insn.size, true);
+            area.mmio(gpa, store(v), insn.size, true);
             skip(st, u64::from(insn.len));
         }
         Access::Load { .. } => {
-            area.mmio(e.gpa, 0, insn.size, false);
+            area.mmio(gpa, 0, insn.size, false);
             st.pending = Pending::MmioLoad(insn);
         }
     }

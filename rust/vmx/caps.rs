@@ -114,6 +114,10 @@ pub(crate) mod proc2 {
 pub(crate) mod exit {
     /// The host runs in 64-bit mode after an exit.
     pub(crate) const HOST_ADDR_SPACE_SIZE: u32 = 1 << 9;
+    /// Save the guest's IA32_PAT on exit.
+    pub(crate) const SAVE_PAT: u32 = 1 << 18;
+    /// Load IA32_PAT from the host-state area.
+    pub(crate) const LOAD_PAT: u32 = 1 << 19;
     /// Save the guest's IA32_EFER on exit.
     pub(crate) const SAVE_EFER: u32 = 1 << 20;
     /// Load the host's IA32_EFER on exit.
@@ -124,6 +128,8 @@ pub(crate) mod exit {
 pub(crate) mod entry {
     /// Load DR7 and IA32_DEBUGCTL from the guest-state area.
     pub(crate) const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;
+    /// Load IA32_PAT from the guest-state area.
+    pub(crate) const LOAD_PAT: u32 = 1 << 14;
     /// The guest runs in IA-32e mode after entry.
     pub(crate) const IA32E_MODE: u32 = 1 << 9;
     /// Load the guest's IA32_EFER on entry.
@@ -446,7 +452,7 @@ impl VmxCaps {
                 ControlField::Pin,
                 pin_cap,
                 pin::EXT_INTR_EXITING | pin::NMI_EXITING,
-                pin::PREEMPTION_TIMER,
+                pin::PREEMPTION_TIMER | pin::VIRTUAL_NMIS,
             )?,
             proc: adjust_controls(
                 ControlField::Proc,
@@ -463,12 +469,17 @@ impl VmxCaps {
                 proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST,
                 0,
             )?,
-            exit,
+            exit: adjust_controls(
+                ControlField::Exit,
+                exit_cap,
+                exit::HOST_ADDR_SPACE_SIZE | exit::SAVE_EFER | exit::LOAD_EFER,
+                exit::SAVE_PAT | exit::LOAD_PAT,
+            )?,
             entry: adjust_controls(
                 ControlField::Entry,
                 entry_cap,
                 entry::LOAD_DEBUG_CONTROLS | entry::LOAD_EFER,
-                0,
+                entry::LOAD_PAT,
             )?,
         };
 

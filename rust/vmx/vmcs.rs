@@ -31,8 +31,10 @@ pub(crate) mod field {
     // 64-bit guest state.
     pub(crate) const VMCS_LINK_POINTER: u32 = 0x2800;
     pub(crate) const GUEST_IA32_DEBUGCTL: u32 = 0x2802;
+    pub(crate) const GUEST_IA32_PAT: u32 = 0x2804;
     pub(crate) const GUEST_IA32_EFER: u32 = 0x2806;
     // 64-bit host state.
+    pub(crate) const HOST_IA32_PAT: u32 = 0x2c00;
     pub(crate) const HOST_IA32_EFER: u32 = 0x2c02;
     // 32-bit control fields.
     pub(crate) const PIN_BASED_CONTROLS: u32 = 0x4000;
@@ -54,6 +56,7 @@ pub(crate) mod field {
     pub(crate) const VM_INSTRUCTION_ERROR: u32 = 0x4400;
     pub(crate) const EXIT_REASON: u32 = 0x4402;
     pub(crate) const EXIT_INTR_INFO: u32 = 0x4404;
+    pub(crate) const EXIT_INTR_ERROR_CODE: u32 = 0x4406;
     pub(crate) const IDT_VECTORING_INFO: u32 = 0x4408;
     pub(crate) const IDT_VECTORING_ERROR_CODE: u32 = 0x440a;
     pub(crate) const EXIT_INSTRUCTION_LEN: u32 = 0x440c;

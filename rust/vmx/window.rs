@@ -37,6 +37,7 @@ use super::{
     },
 };
 use crate::{
+    abi::KvmFpu,
     mmu::Page4k,
     shim::{
         self,
@@ -56,6 +57,7 @@ mod msr {
     pub(super) const SYSENTER_ESP: u32 = 0x175;
     pub(super) const SYSENTER_EIP: u32 = 0x176;
     pub(super) const DEBUGCTL: u32 = 0x1d9;
+    pub(super) const PAT: u32 = 0x277;
     pub(super) const EFER: u32 = 0xc000_0080;
     pub(super) const FS_BASE: u32 = 0xc000_0100;
     pub(super) const GS_BASE: u32 = 0xc000_0101;
@@ -91,6 +93,83 @@ impl VmxPages {
         fpu.0[0] = 0x37f;
         fpu.0[3] = 0x1f80;
         Ok(Self { vmxon, vmcs, fpu })
+    }
+}
+
+/// Byte offsets in the FXSAVE/XSAVE legacy region and header.
+mod fx {
+    pub(super) const FCW: usize = 0;
+    pub(super) const FSW: usize = 2;
+    pub(super) const FTW: usize = 4;
+    pub(super) const FOP: usize = 6;
+    pub(super) const FIP: usize = 8;
+    pub(super) const FDP: usize = 16;
+    pub(super) const ST: usize = 32;
+    pub(super) const XMM: usize = 160;
+    pub(super) const XSTATE_BV: usize = 512;
+}
+
+impl VmxPages {
+    fn fpu_bytes(&self) -> &[u8; 4096] {
+        // SAFETY: `Page4k` is 4096 bytes of plain integers; viewing them as
+        // bytes is always valid and the borrow keeps the page alive.
+        unsafe { &*self.fpu.0.as_ptr().cast::<[u8; 4096]>() }
+    }
+
+    fn fpu_bytes_mut(&mut self) -> &mut [u8; 4096] {
+        // SAFETY: as above, with exclusive access through `&mut self`.
+        unsafe { &mut *self.fpu.0.as_mut_ptr().cast::<[u8; 4096]>() }
+    }
+
+    /// `KVM_GET_FPU`: the legacy region as saved by the last window (MXCSR
+    /// is not reported, as on KVM).
+    pub(crate) fn get_fpu(&self) -> KvmFpu {
+        let b = self.fpu_bytes();
+        let u16_at = |o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+        let u64_at = |o: usize| {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[o..o + 8]);
+            u64::from_le_bytes(v)
+        };
+        let mut f = KvmFpu {
+            fpr: [[0; 16]; 8],
+            fcw: u16_at(fx::FCW),
+            fsw: u16_at(fx::FSW),
+            ftwx: b[fx::FTW],
+            pad1: 0,
+            last_opcode: u16_at(fx::FOP),
+            last_ip: u64_at(fx::FIP),
+            last_dp: u64_at(fx::FDP),
+            xmm: [[0; 16]; 16],
+            mxcsr: 0,
+            pad2: 0,
+        };
+        for (i, r) in f.fpr.iter_mut().enumerate() {
+            r.copy_from_slice(&b[fx::ST + 16 * i..fx::ST + 16 * i + 16]);
+        }
+        for (i, r) in f.xmm.iter_mut().enumerate() {
+            r.copy_from_slice(&b[fx::XMM + 16 * i..fx::XMM + 16 * i + 16]);
+        }
+        f
+    }
+
+    /// `KVM_SET_FPU`: writes the legacy region (MXCSR untouched, as on
+    /// KVM) and marks x87 and SSE state as present, so XRSTOR loads them.
+    pub(crate) fn set_fpu(&mut self, f: &KvmFpu) {
+        let b = self.fpu_bytes_mut();
+        b[fx::FCW..fx::FCW + 2].copy_from_slice(&f.fcw.to_le_bytes());
+        b[fx::FSW..fx::FSW + 2].copy_from_slice(&f.fsw.to_le_bytes());
+        b[fx::FTW] = f.ftwx;
+        b[fx::FOP..fx::FOP + 2].copy_from_slice(&f.last_opcode.to_le_bytes());
+        b[fx::FIP..fx::FIP + 8].copy_from_slice(&f.last_ip.to_le_bytes());
+        b[fx::FDP..fx::FDP + 8].copy_from_slice(&f.last_dp.to_le_bytes());
+        for (i, r) in f.fpr.iter().enumerate() {
+            b[fx::ST + 16 * i..fx::ST + 16 * i + 16].copy_from_slice(r);
+        }
+        for (i, r) in f.xmm.iter().enumerate() {
+            b[fx::XMM + 16 * i..fx::XMM + 16 * i + 16].copy_from_slice(r);
+        }
+        b[fx::XSTATE_BV] |= 0b11;
     }
 }
 
@@ -277,6 +356,8 @@ pub(crate) struct Window<'a> {
     fpu_loaded: bool,
     /// The first VMCS field a VMWRITE failed on.
     write_failed: Option<u32>,
+    /// The run controls load IA32_PAT on entry and exit.
+    pat_controls: bool,
     // Drop order: interrupts are enabled before the FPU section ends.
     _irq: LocalInterruptDisabled,
     _fpu: FpuGuard,
@@ -285,7 +366,11 @@ pub(crate) struct Window<'a> {
 impl<'a> Window<'a> {
     /// Opens the window for the vCPU owning `pages`; `running` is its
     /// "in a window on CPU n" cell.
-    pub(crate) fn open(pages: &'a mut VmxPages, running: &'a AtomicI32) -> Result<Self, OpenError> {
+    pub(crate) fn open(
+        pages: &'a mut VmxPages,
+        running: &'a AtomicI32,
+        pat_controls: bool,
+    ) -> Result<Self, OpenError> {
         let fpu = FpuGuard::new();
         let irq = local_interrupt_disable();
         let host = HostState::save();
@@ -313,6 +398,7 @@ impl<'a> Window<'a> {
             launched: false,
             fpu_loaded: false,
             write_failed: None,
+            pat_controls,
             _irq: irq,
             _fpu: fpu,
         };
@@ -352,6 +438,15 @@ impl<'a> Window<'a> {
     /// The first field a VMWRITE failed on, if any.
     pub(crate) fn write_failed(&self) -> Option<u32> {
         self.write_failed
+    }
+
+    /// Loads the guest's IA32_PAT on entry (and the host's on exit) when
+    /// the CPU has the PAT controls; without them the guest runs with the
+    /// host's PAT.
+    pub(crate) fn write_pat(&mut self, guest_pat: u64) {
+        if self.pat_controls {
+            self.write(field::GUEST_IA32_PAT, guest_pat);
+        }
     }
 
     /// INVEPT for `eptp` (single-context if the CPU has it, else all).
@@ -398,6 +493,9 @@ impl<'a> Window<'a> {
         self.write(field::HOST_IA32_SYSENTER_ESP, rdmsr(msr::SYSENTER_ESP));
         self.write(field::HOST_IA32_SYSENTER_EIP, rdmsr(msr::SYSENTER_EIP));
         self.write(field::HOST_IA32_EFER, rdmsr(msr::EFER));
+        if self.pat_controls {
+            self.write(field::HOST_IA32_PAT, rdmsr(msr::PAT));
+        }
         self.write(field::HOST_RIP, rkvm_vmx_exit as usize as u64);
     }
 

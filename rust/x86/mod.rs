@@ -4,6 +4,7 @@
 
 pub(crate) mod cpuid;
 pub(crate) mod decode;
+pub(crate) mod msr;
 pub(crate) mod pio;
 pub(crate) mod segment;
 pub(crate) mod sregs;

@@ -12,6 +12,8 @@
 pub(crate) mod cr0 {
     /// Protection enable.
     pub(crate) const PE: u64 = 1 << 0;
+    /// Write protect (supervisor writes honour read-only pages).
+    pub(crate) const WP: u64 = 1 << 16;
     /// Not write-through.
     pub(crate) const NW: u64 = 1 << 29;
     /// Cache disable.

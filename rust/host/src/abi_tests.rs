@@ -20,6 +20,11 @@ fn size(s: &str) -> Option<usize> {
         "kvm_sregs" => size_of::<KvmSregs>(),
         "kvm_cpuid2" => size_of::<KvmCpuid2>(),
         "kvm_cpuid_entry2" => size_of::<KvmCpuidEntry2>(),
+        "kvm_fpu" => size_of::<KvmFpu>(),
+        "kvm_mp_state" => size_of::<u32>(),
+        "kvm_msrs" => size_of::<KvmMsrs>(),
+        "kvm_msr_entry" => size_of::<KvmMsrEntry>(),
+        "kvm_msr_list" => size_of::<u32>(),
         _ => return None,
     })
 }
@@ -51,6 +56,11 @@ fn offset(s: &str, f: &str) -> Option<usize> {
             "cr0" => cr0, "cr2" => cr2, "cr3" => cr3, "cr4" => cr4, "cr8" => cr8,
             "efer" => efer, "apic_base" => apic_base, "interrupt_bitmap" => interrupt_bitmap),
         "kvm_cpuid2" => fields!(KvmCpuid2: "nent" => nent),
+        "kvm_msrs" => (f == "entries").then_some(size_of::<KvmMsrs>()),
+        "kvm_msr_entry" => fields!(KvmMsrEntry: "index" => index, "data" => data),
+        "kvm_fpu" => fields!(KvmFpu:
+            "fcw" => fcw, "ftwx" => ftwx, "last_opcode" => last_opcode, "last_ip" => last_ip,
+            "last_dp" => last_dp, "xmm" => xmm, "mxcsr" => mxcsr),
         "kvm_cpuid_entry2" => fields!(KvmCpuidEntry2:
             "function" => function, "index" => index, "flags" => flags, "eax" => eax,
             "ebx" => ebx, "ecx" => ecx, "edx" => edx, "padding" => padding),
@@ -60,6 +70,11 @@ fn offset(s: &str, f: &str) -> Option<usize> {
                 "request_interrupt_window" => REQUEST_INTERRUPT_WINDOW,
                 "immediate_exit" => IMMEDIATE_EXIT,
                 "exit_reason" => EXIT_REASON,
+                "ready_for_interrupt_injection" => READY_FOR_INTERRUPT_INJECTION,
+                "if_flag" => IF_FLAG,
+                "flags" => FLAGS,
+                "cr8" => CR8,
+                "apic_base" => APIC_BASE,
                 "io.direction" => IO_DIRECTION,
                 "io.size" => IO_SIZE,
                 "io.port" => IO_PORT,

@@ -252,7 +252,7 @@ fn bochs_haswell_decodes_as_in_the_lab() {
     let u = c.unpaged;
     assert_eq!(
         u.pin,
-        0x16 | pin::EXT_INTR_EXITING | pin::NMI_EXITING | pin::PREEMPTION_TIMER
+        0x16 | pin::EXT_INTR_EXITING | pin::NMI_EXITING | pin::VIRTUAL_NMIS | pin::PREEMPTION_TIMER
     );
     assert_eq!(
         u.proc,
@@ -268,8 +268,8 @@ fn bochs_haswell_decodes_as_in_the_lab() {
     assert_eq!(u.proc2, proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST);
     assert_eq!(
         u.entry,
-        0x11fb | entry::LOAD_DEBUG_CONTROLS | entry::LOAD_EFER
+        0x11fb | entry::LOAD_DEBUG_CONTROLS | entry::LOAD_EFER | entry::LOAD_PAT
     );
     assert_eq!(u.entry & entry::IA32E_MODE, 0);
-    assert_eq!(u.exit, c.exit);
+    assert_eq!(u.exit, c.exit | exit::SAVE_PAT | exit::LOAD_PAT);
 }

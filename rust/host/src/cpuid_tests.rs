@@ -89,26 +89,14 @@ fn runtime_bits_follow_cr4_and_apic_base() {
     assert_ne!(c[2].ecx & (1 << 4), 0);
 }
 
-fn leaf(function: u32, index: u32, flags: u32, regs: [u32; 4]) -> Entry {
-    Entry {
-        function,
-        index,
-        flags,
-        eax: regs[0],
-        ebx: regs[1],
-        ecx: regs[2],
-        edx: regs[3],
-    }
-}
-
 #[test]
 fn lookup_follows_kvm_rules() {
     let intel = [
-        leaf(0, 0, 0, [4, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]),
-        leaf(1, 0, 0, [0x306c3, 1, 2, 3]),
-        leaf(4, 0, 1, [10, 11, 12, 13]),
-        leaf(4, 1, 1, [20, 21, 22, 23]),
-        leaf(0x8000_0000, 0, 0, [0x8000_0001, 0, 0, 0]),
+        e(0, 0, 0, [4, 0x756e_6547, 0x6c65_746e, 0x4965_6e69]),
+        e(1, 0, 0, [0x306c3, 1, 2, 3]),
+        e(4, 0, 1, [10, 11, 12, 13]),
+        e(4, 1, 1, [20, 21, 22, 23]),
+        e(0x8000_0000, 0, 0, [0x8000_0001, 0, 0, 0]),
     ];
     // Exact matches, with and without a significant index.
     assert_eq!(lookup(&intel, 1, 7), [0x306c3, 1, 2, 3]);
@@ -123,15 +111,12 @@ fn lookup_follows_kvm_rules() {
     assert_eq!(lookup(&intel, 0x4000_0000, 0), [10, 11, 12, 13]);
     // AMD never redirects.
     let mut amd = intel;
-    amd[0] = leaf(0, 0, 0, [4, 0x6874_7541, 0x444d_4163, 0x6974_6e65]);
+    amd[0] = e(0, 0, 0, [4, 0x6874_7541, 0x444d_4163, 0x6974_6e65]);
     assert_eq!(lookup(&amd, 5, 1), [0; 4]);
     // No table: zeros.
     assert_eq!(lookup(&[], 0, 0), [0; 4]);
     // Leaf 0xB as maximum keeps ECX[7:0] and the x2APIC id.
-    let topo = [
-        leaf(0, 0, 0, [0xb, 0, 0, 0]),
-        leaf(0xb, 0, 1, [1, 1, 0x100, 7]),
-    ];
+    let topo = [e(0, 0, 0, [0xb, 0, 0, 0]), e(0xb, 0, 1, [1, 1, 0x100, 7])];
     assert_eq!(lookup(&topo, 0xc, 0x1f3), [0, 0, 0xf3, 7]);
 }
 

@@ -22,6 +22,8 @@ pub mod cpuid;
 pub mod decode;
 #[path = "../../vmx/exit.rs"]
 pub mod exit;
+#[path = "../../x86/msr.rs"]
+pub mod msr;
 #[path = "../../x86/pio.rs"]
 pub mod pio;
 #[path = "../../mmu/pte_list.rs"]
@@ -43,6 +45,8 @@ mod cpuid_tests;
 mod decode_tests;
 #[cfg(test)]
 mod exit_tests;
+#[cfg(test)]
+mod msr_tests;
 #[cfg(test)]
 mod pio_tests;
 #[cfg(test)]

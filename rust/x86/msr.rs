@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The model-specific registers rkvm keeps for a guest: which exist, their
+//! reset values, and which values a write may store.
+//!
+//! One table serves `KVM_GET_MSR_INDEX_LIST`, `KVM_GET/SET_MSRS` (host
+//! accesses) and the guest's RDMSR/WRMSR. Rules follow KVM's
+//! `kvm_set_msr_common()`/`__kvm_set_msr()` (`arch/x86/kvm/msrs.c`,
+//! `x86.c`): canonical checks on the address MSRs, `kvm_pat_valid()`, EFER
+//! by the guest's CPUID, LMA read-only for the guest. An index not in the
+//! table is refused (a guest gets #GP; a host access stops the batch).
+//!
+//! Pure logic over `core`, shared with the host tests.
+
+use super::sregs::efer;
+
+/// MSR numbers.
+pub(crate) mod index {
+    /// IA32_TIME_STAMP_COUNTER.
+    pub(crate) const TSC: u32 = 0x10;
+    /// IA32_APIC_BASE.
+    pub(crate) const APIC_BASE: u32 = 0x1b;
+    /// IA32_SYSENTER_CS.
+    pub(crate) const SYSENTER_CS: u32 = 0x174;
+    /// IA32_SYSENTER_ESP.
+    pub(crate) const SYSENTER_ESP: u32 = 0x175;
+    /// IA32_SYSENTER_EIP.
+    pub(crate) const SYSENTER_EIP: u32 = 0x176;
+    /// IA32_MISC_ENABLE.
+    pub(crate) const MISC_ENABLE: u32 = 0x1a0;
+    /// IA32_PAT.
+    pub(crate) const PAT: u32 = 0x277;
+    /// IA32_EFER.
+    pub(crate) const EFER: u32 = 0xc000_0080;
+    /// IA32_STAR.
+    pub(crate) const STAR: u32 = 0xc000_0081;
+    /// IA32_LSTAR.
+    pub(crate) const LSTAR: u32 = 0xc000_0082;
+    /// IA32_CSTAR.
+    pub(crate) const CSTAR: u32 = 0xc000_0083;
+    /// IA32_FMASK.
+    pub(crate) const SFMASK: u32 = 0xc000_0084;
+    /// IA32_KERNEL_GS_BASE.
+    pub(crate) const KERNEL_GS_BASE: u32 = 0xc000_0102;
+}
+
+/// What `KVM_GET_MSR_INDEX_LIST` reports: every MSR `KVM_GET/SET_MSRS`
+/// save and restore (EFER and APIC_BASE travel in `kvm_sregs`, as on KVM,
+/// but are accepted here too).
+pub(crate) const SAVED: [u32; 11] = [
+    index::SYSENTER_CS,
+    index::SYSENTER_ESP,
+    index::SYSENTER_EIP,
+    index::STAR,
+    index::CSTAR,
+    index::KERNEL_GS_BASE,
+    index::SFMASK,
+    index::LSTAR,
+    index::TSC,
+    index::PAT,
+    index::MISC_ENABLE,
+];
+
+/// IA32_PAT at reset.
+pub(crate) const PAT_RESET: u64 = 0x0007_0406_0007_0406;
+/// IA32_MISC_ENABLE at reset (KVM's: PEBS and BTS unavailable).
+pub(crate) const MISC_ENABLE_RESET: u64 = 1 << 11 | 1 << 12;
+
+/// The MSRs rkvm stores itself (the others live in the VMCS or elsewhere
+/// in the vCPU state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Msrs {
+    /// IA32_STAR.
+    pub(crate) star: u64,
+    /// IA32_LSTAR.
+    pub(crate) lstar: u64,
+    /// IA32_CSTAR.
+    pub(crate) cstar: u64,
+    /// IA32_FMASK.
+    pub(crate) sfmask: u64,
+    /// IA32_KERNEL_GS_BASE.
+    pub(crate) kernel_gs_base: u64,
+    /// IA32_PAT.
+    pub(crate) pat: u64,
+    /// IA32_MISC_ENABLE.
+    pub(crate) misc_enable: u64,
+    /// Guest TSC minus host TSC (the VMCS TSC offset).
+    pub(crate) tsc_offset: u64,
+}
+
+impl Default for Msrs {
+    fn default() -> Self {
+        Self {
+            star: 0,
+            lstar: 0,
+            cstar: 0,
+            sfmask: 0,
+            kernel_gs_base: 0,
+            pat: PAT_RESET,
+            misc_enable: MISC_ENABLE_RESET,
+            tsc_offset: 0,
+        }
+    }
+}
+
+/// What IA32_SYSENTER_ESP/EIP store from a write of `v`: KVM makes the
+/// value canonical rather than refusing it (AMD ignores the upper half; a
+/// canonical value keeps VM entry valid on Intel).
+pub(crate) fn sysenter_address(v: u64) -> u64 {
+    ((v << 16) as i64 >> 16) as u64
+}
+
+/// Whether `v` is canonical for 48-bit linear addresses.
+pub(crate) fn canonical(v: u64) -> bool {
+    ((v << 16) as i64 >> 16) as u64 == v
+}
+
+/// `kvm_pat_valid()`: each entry a memory type (0, 1, 4, 5, 6 or 7).
+pub(crate) fn pat_valid(v: u64) -> bool {
+    v & 0xf8f8_f8f8_f8f8_f8f8 == 0 && (v | ((v & 0x0202_0202_0202_0202) << 1)) == v
+}
+
+/// Whether a write of `v` to the stored MSR `index` is valid; `None` if
+/// the index is not one of them.
+pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
+    Some(match index {
+        index::LSTAR | index::CSTAR | index::KERNEL_GS_BASE => canonical(v),
+        index::PAT => pat_valid(v),
+        // Made canonical instead (see `sysenter_address`).
+        index::SYSENTER_ESP | index::SYSENTER_EIP => true,
+        index::STAR
+        | index::SFMASK
+        | index::MISC_ENABLE
+        | index::SYSENTER_CS
+        | index::TSC
+        | index::EFER
+        | index::APIC_BASE => true,
+        _ => return None,
+    })
+}
+
+impl Msrs {
+    /// The value of one of the MSRs this struct stores.
+    pub(crate) fn get(&self, index: u32) -> Option<u64> {
+        Some(match index {
+            index::STAR => self.star,
+            index::LSTAR => self.lstar,
+            index::CSTAR => self.cstar,
+            index::SFMASK => self.sfmask,
+            index::KERNEL_GS_BASE => self.kernel_gs_base,
+            index::PAT => self.pat,
+            index::MISC_ENABLE => self.misc_enable,
+            _ => return None,
+        })
+    }
+
+    /// Stores one of the MSRs this struct holds, if `v` is valid for it.
+    /// Returns `None` for another index, `Some(false)` for a refused value.
+    pub(crate) fn set(&mut self, index: u32, v: u64) -> Option<bool> {
+        let slot = match index {
+            index::STAR => &mut self.star,
+            index::LSTAR => &mut self.lstar,
+            index::CSTAR => &mut self.cstar,
+            index::SFMASK => &mut self.sfmask,
+            index::KERNEL_GS_BASE => &mut self.kernel_gs_base,
+            index::PAT => &mut self.pat,
+            index::MISC_ENABLE => &mut self.misc_enable,
+            _ => return None,
+        };
+        if !write_valid(index, v)? {
+            return Some(false);
+        }
+        *slot = v;
+        Some(true)
+    }
+}
+
+/// The EFER a guest WRMSR produces from `old`: LMA is read-only for the
+/// guest.
+pub(crate) fn guest_efer(old: u64, v: u64) -> u64 {
+    (v & !efer::LMA) | (old & efer::LMA)
+}
