@@ -39,6 +39,7 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_IMMEDIATE_EXIT, 1 },
 	{ KVM_CAP_USER_NMI, 1 },
 	{ KVM_CAP_MP_STATE, 1 },
+	{ KVM_CAP_EXT_CPUID, 1 },
 };
 
 FIXTURE(dev) {
@@ -121,6 +122,67 @@ TEST_F(dev, check_extension_reports_exactly_rkvm_caps)
 		}
 		EXPECT_EQ(want, ioctl(self->fd, KVM_CHECK_EXTENSION, cap)) TH_LOG("cap %ld", cap);
 	}
+}
+
+/* The entry of (function, index) in a CPUID table, or NULL. */
+static const struct kvm_cpuid_entry2 *cpuid_find(const struct kvm_cpuid_entry2 *e, unsigned int n,
+						 __u32 function, __u32 index)
+{
+	for (unsigned int i = 0; i < n; i++)
+		if (e[i].function == function && e[i].index == index)
+			return &e[i];
+	return NULL;
+}
+
+/*
+ * KVM_GET_SUPPORTED_CPUID: E2BIG for a buffer that is too small; otherwise
+ * a table with leaves 0 and 1, no duplicate entries, which a vCPU accepts
+ * with KVM_SET_CPUID2. rkvm's offers no long mode and no XSAVE yet.
+ */
+TEST_F(dev, supported_cpuid)
+{
+	static struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[256];
+	} c;
+	const struct kvm_cpuid_entry2 *leaf;
+	unsigned int n, i, j;
+	int vm, vcpu;
+
+	c.hdr.nent = 1;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->fd, KVM_GET_SUPPORTED_CPUID, &c));
+	EXPECT_EQ(E2BIG, errno);
+	c.hdr.nent = 256;
+	ASSERT_EQ(0, ioctl(self->fd, KVM_GET_SUPPORTED_CPUID, &c)) TH_LOG("%s", strerror(errno));
+	n = c.hdr.nent;
+	ASSERT_LE(2U, n);
+	ASSERT_GE(256U, n);
+	leaf = cpuid_find(c.e, n, 0, 0);
+	ASSERT_NE(NULL, leaf);
+	EXPECT_LE(1U, leaf->eax);
+	leaf = cpuid_find(c.e, n, 1, 0);
+	ASSERT_NE(NULL, leaf);
+	EXPECT_NE(0U, leaf->edx & 1) TH_LOG("FPU");
+	for (i = 0; i < n; i++)
+		for (j = i + 1; j < n; j++)
+			EXPECT_FALSE(c.e[i].function == c.e[j].function &&
+				     c.e[i].index == c.e[j].index)
+				TH_LOG("duplicate leaf %#x.%u", c.e[i].function, c.e[i].index);
+	if (rkvm_dev_is_rkvm()) {
+		EXPECT_EQ(0U, leaf->ecx & (1U << 26)) TH_LOG("XSAVE offered");
+		leaf = cpuid_find(c.e, n, 0x80000001, 0);
+		ASSERT_NE(NULL, leaf);
+		EXPECT_EQ(0U, leaf->edx & (1U << 29)) TH_LOG("long mode offered");
+	}
+
+	vm = ioctl(self->fd, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, vm);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, vcpu);
+	EXPECT_EQ(0, ioctl(vcpu, KVM_SET_CPUID2, &c)) TH_LOG("%s", strerror(errno));
+	close(vcpu);
+	close(vm);
 }
 
 TEST_HARNESS_MAIN

@@ -1539,17 +1539,45 @@ static void build_page_tables(struct vm *vm)
 		pt[i] = i < MEM_SIZE / 4096 ? (i << 12) | 0x3 : 0;
 }
 
+/*
+ * Protected mode for a paging test: code at CODE_GPA, a GDT with flat code
+ * (selector 8) and data, an IDT whose vector 14 is a 32-bit interrupt gate
+ * to the blob's #PF handler `pf_handler`, and a stack below 0xf000.
+ */
+static void enter_paging_guest(struct __test_metadata *_metadata, struct vm *vm,
+			       struct vcpu *vcpu, const char *start, const char *end,
+			       const char *pf_handler)
+{
+	static const __u64 gdt[] = { 0, 0x00cf9b000000ffffULL, 0x00cf93000000ffffULL };
+	__u32 *idt = (__u32 *)(vm->mem + IDT_GPA);
+	__u32 pf = CODE_GPA + (pf_handler - start);
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	idt[2 * 14] = (0x8 << 16) | (pf & 0xffff);
+	idt[2 * 14 + 1] = (pf & 0xffff0000) | 0x8e00;
+	memcpy(vm->mem + GDT_GPA, gdt, sizeof(gdt));
+	load_code(_metadata, vm, CODE_GPA, start, end);
+	vcpu_enter(_metadata, vcpu, FLAT32, CODE_GPA);
+	get_sregs(_metadata, vcpu, &sregs);
+	sregs.idt.base = IDT_GPA;
+	sregs.idt.limit = 8 * 32 - 1;
+	sregs.gdt.base = GDT_GPA;
+	sregs.gdt.limit = sizeof(gdt) - 1;
+	set_sregs(_metadata, vcpu, &sregs);
+	get_regs(_metadata, vcpu, &regs);
+	regs.rsp = 0xf000;
+	set_regs(_metadata, vcpu, &regs);
+}
+
 TEST_F(run, paging_32bit)
 {
 	__u32 *pd = (__u32 *)(self->vm.mem + PD_GPA);
 	__u32 *pt2 = (__u32 *)(self->vm.mem + PT2_GPA);
 	__u32 *pd2 = (__u32 *)(self->vm.mem + PD2_GPA);
 	__u32 *pt3 = (__u32 *)(self->vm.mem + PT3_GPA);
-	__u32 *idt = (__u32 *)(self->vm.mem + IDT_GPA);
-	static const __u64 gdt[] = { 0, 0x00cf9b000000ffffULL, 0x00cf93000000ffffULL };
-	__u32 pf = CODE_GPA + (paging32_pf - paging32_start), v;
 	struct kvm_sregs sregs;
-	struct kvm_regs regs;
+	__u32 v;
 
 	build_page_tables(&self->vm);
 	pd[1] = PT2_GPA | 3;
@@ -1564,22 +1592,8 @@ TEST_F(run, paging_32bit)
 	memcpy(self->vm.mem + DATA2_GPA, &v, 4);
 	v = 0xabcdef01;
 	memcpy(self->vm.mem + DATA3_GPA, &v, 4);
-	/* IDT vector 14: 32-bit interrupt gate to the #PF handler. */
-	idt[2 * 14] = (0x8 << 16) | (pf & 0xffff);
-	idt[2 * 14 + 1] = (pf & 0xffff0000) | 0x8e00;
-	load_code(_metadata, &self->vm, CODE_GPA, paging32_start, paging32_end);
-	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
-	get_sregs(_metadata, &self->vcpu, &sregs);
-	sregs.idt.base = IDT_GPA;
-	sregs.idt.limit = 8 * 32 - 1;
-	/* The gate's code selector 8 must be in a GDT: flat code and data. */
-	memcpy(self->vm.mem + GDT_GPA, gdt, sizeof(gdt));
-	sregs.gdt.base = GDT_GPA;
-	sregs.gdt.limit = sizeof(gdt) - 1;
-	set_sregs(_metadata, &self->vcpu, &sregs);
-	get_regs(_metadata, &self->vcpu, &regs);
-	regs.rsp = 0xf000;
-	set_regs(_metadata, &self->vcpu, &regs);
+	enter_paging_guest(_metadata, &self->vm, &self->vcpu, paging32_start, paging32_end,
+			   paging32_pf);
 
 	EXPECT_EQ(0xfeedfaceU, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
 						      4, PG_PORT), 4));
@@ -1606,14 +1620,10 @@ TEST_F(run, paging_32bit)
 /* PAE paging with a 2 MiB page, a 4 KiB alias and a write to a read-only page. */
 TEST_F(run, paging_pae)
 {
-	static const __u64 gdt[] = { 0, 0x00cf9b000000ffffULL, 0x00cf93000000ffffULL };
 	__u64 *pdpt = (__u64 *)(self->vm.mem + PDPT_GPA);
 	__u64 *pd = (__u64 *)(self->vm.mem + PAE_PD_GPA);
 	__u64 *pt = (__u64 *)(self->vm.mem + PAE_PT_GPA);
-	__u32 *idt = (__u32 *)(self->vm.mem + IDT_GPA);
-	__u32 pf = CODE_GPA + (pae32_pf - pae32_start);
 	struct kvm_sregs sregs;
-	struct kvm_regs regs;
 
 	memset(pdpt, 0, 4096);
 	memset(pd, 0, 4096);
@@ -1623,20 +1633,7 @@ TEST_F(run, paging_pae)
 	pd[2] = PAE_PT_GPA | 3;			/* 4 MiB - 6 MiB */
 	pt[0] = DATA_GPA | 3;			/* ALIAS_LA */
 	pt[1] = DATA2_GPA | 1;			/* RO_LA: read-only */
-	idt[2 * 14] = (0x8 << 16) | (pf & 0xffff);
-	idt[2 * 14 + 1] = (pf & 0xffff0000) | 0x8e00;
-	memcpy(self->vm.mem + GDT_GPA, gdt, sizeof(gdt));
-	load_code(_metadata, &self->vm, CODE_GPA, pae32_start, pae32_end);
-	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
-	get_sregs(_metadata, &self->vcpu, &sregs);
-	sregs.idt.base = IDT_GPA;
-	sregs.idt.limit = 8 * 32 - 1;
-	sregs.gdt.base = GDT_GPA;
-	sregs.gdt.limit = sizeof(gdt) - 1;
-	set_sregs(_metadata, &self->vcpu, &sregs);
-	get_regs(_metadata, &self->vcpu, &regs);
-	regs.rsp = 0xf000;
-	set_regs(_metadata, &self->vcpu, &regs);
+	enter_paging_guest(_metadata, &self->vm, &self->vcpu, pae32_start, pae32_end, pae32_pf);
 
 	EXPECT_EQ(0x5ae5ae55U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
 						      4, PG_PORT), 4));

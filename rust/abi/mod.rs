@@ -57,6 +57,8 @@ pub(crate) const KVM_SET_REGS: u32 = _IOW::<KvmRegs>(KVMIO, 0x82);
 pub(crate) const KVM_GET_SREGS: u32 = _IOR::<KvmSregs>(KVMIO, 0x83);
 /// vCPU ioctl: writes them.
 pub(crate) const KVM_SET_SREGS: u32 = _IOW::<KvmSregs>(KVMIO, 0x84);
+/// System ioctl: the CPUID features rkvm can give a guest.
+pub(crate) const KVM_GET_SUPPORTED_CPUID: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x05);
 /// System ioctl: the MSRs `KVM_GET/SET_MSRS` save and restore.
 pub(crate) const KVM_GET_MSR_INDEX_LIST: u32 = _IOWR::<u32>(KVMIO, 0x02);
 /// vCPU ioctl: reads MSRs.
@@ -89,6 +91,7 @@ pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
 mod cap {
     pub(super) const USER_MEMORY: usize = 3;
     pub(super) const SET_TSS_ADDR: usize = 4;
+    pub(super) const EXT_CPUID: usize = 7;
     pub(super) const USER_NMI: usize = 22;
     pub(super) const SET_IDENTITY_MAP_ADDR: usize = 37;
     pub(super) const GET_TSC_KHZ: usize = 61;
@@ -123,7 +126,8 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::GET_TSC_KHZ
         | cap::IMMEDIATE_EXIT
         | cap::USER_NMI
-        | cap::MP_STATE => 1,
+        | cap::MP_STATE
+        | cap::EXT_CPUID => 1,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,

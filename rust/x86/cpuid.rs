@@ -194,3 +194,93 @@ pub(crate) fn lookup(entries: &[Entry], function: u32, index: u32) -> [u32; 4] {
         None => [0; 4],
     }
 }
+
+/// Leaf 1 EDX bits rkvm can give a guest (when the host has them): FPU,
+/// PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, PAT, PSE-36, CLFLUSH, MMX,
+/// FXSR, SSE, SSE2. Not: VME, DE (MOV DR is not virtualized), MCE/MCA,
+/// APIC (no in-kernel local APIC), MTRR, HTT and the rest.
+const LEAF1_EDX: u32 = 1
+    | 1 << 3
+    | 1 << 4
+    | 1 << 5
+    | 1 << 6
+    | 1 << 8
+    | 1 << 11
+    | 1 << 13
+    | 1 << 15
+    | 1 << 16
+    | 1 << 17
+    | 1 << 19
+    | 1 << 23
+    | 1 << 24
+    | 1 << 25
+    | 1 << 26;
+/// Leaf 1 ECX: instructions that run natively (SSE3, PCLMULQDQ, SSSE3,
+/// CX16, SSE4.1, SSE4.2, MOVBE, POPCNT, AES, RDRAND); not XSAVE/OSXSAVE
+/// and what needs it (AVX, FMA, F16C), x2APIC, TSC deadline.
+const LEAF1_ECX: u32 =
+    1 | 1 << 1 | 1 << 9 | 1 << 13 | 1 << 19 | 1 << 20 | 1 << 22 | 1 << 23 | 1 << 25 | 1 << 30;
+/// Leaf 1 ECX bit 31: running under a hypervisor (KVM sets it too).
+const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 7.0 EBX: BMI1, BMI2, ERMS, ADX.
+const LEAF7_EBX: u32 = 1 << 3 | 1 << 8 | 1 << 9 | 1 << 19;
+/// Leaf 0x80000001 ECX: LAHF/SAHF, LZCNT, PREFETCHW.
+const EXT1_ECX: u32 = 1 | 1 << 5 | 1 << 8;
+/// Leaf 0x80000001 EDX: NX (the shadow tables honour it). Not long mode,
+/// SYSCALL (64-bit only on Intel), RDTSCP or 1 GiB pages yet.
+const EXT1_EDX: u32 = 1 << 20;
+
+/// `KVM_GET_SUPPORTED_CPUID`: what rkvm can run, as a table a VMM may
+/// narrow and hand to `KVM_SET_CPUID2`. `host` executes CPUID. Leaves are
+/// limited to those rkvm describes: 0, 1, 7.0, 0x80000000, 0x80000001 and
+/// 0x80000008 (address sizes: the host's physical width, 48 linear bits).
+pub(crate) fn supported(host: impl Fn(u32, u32) -> [u32; 4]) -> [Entry; 6] {
+    let h0 = host(0, 0);
+    let h1 = host(1, 0);
+    let h7 = if h0[0] >= 7 { host(7, 0) } else { [0; 4] };
+    let hx = host(0x8000_0000, 0);
+    let hx1 = if hx[0] >= 0x8000_0001 {
+        host(0x8000_0001, 0)
+    } else {
+        [0; 4]
+    };
+    let phys = if hx[0] >= 0x8000_0008 {
+        host(0x8000_0008, 0)[0] & 0xff
+    } else {
+        36
+    };
+    let leaf = |function, index, flags, r: [u32; 4]| Entry {
+        function,
+        index,
+        flags,
+        eax: r[0],
+        ebx: r[1],
+        ecx: r[2],
+        edx: r[3],
+    };
+    [
+        leaf(0, 0, 0, [7, h0[1], h0[2], h0[3]]),
+        // EBX keeps only the CLFLUSH line size (APIC ids and counts are the
+        // VMM's to set).
+        leaf(
+            1,
+            0,
+            0,
+            [
+                h1[0],
+                h1[1] & 0xff00,
+                (h1[2] & LEAF1_ECX) | LEAF1_ECX_HYPERVISOR,
+                h1[3] & LEAF1_EDX,
+            ],
+        ),
+        leaf(7, 0, FLAG_SIGNIFICANT_INDEX, [0, h7[1] & LEAF7_EBX, 0, 0]),
+        leaf(0x8000_0000, 0, 0, [0x8000_0008, 0, 0, 0]),
+        leaf(
+            0x8000_0001,
+            0,
+            0,
+            [0, 0, hx1[2] & EXT1_ECX, hx1[3] & EXT1_EDX],
+        ),
+        leaf(0x8000_0008, 0, 0, [phys | 48 << 8, 0, 0, 0]),
+    ]
+}

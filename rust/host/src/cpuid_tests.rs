@@ -131,3 +131,65 @@ fn default_table_describes_an_unpaged_cpu() {
     // Leaf 2 is above the maximum (1): Intel-style redirect to leaf 1.
     assert_eq!(lookup(&DEFAULT, 2, 0), lookup(&DEFAULT, 1, 0));
 }
+
+/// A host with everything (all feature bits set, high leaves present).
+fn rich_host(function: u32, _index: u32) -> [u32; 4] {
+    match function {
+        0 => [0x16, 0x756e_6547, 0x6c65_746e, 0x4965_6e69],
+        0x8000_0000 => [0x8000_0008, 0, 0, 0],
+        0x8000_0008 => [0x3027, 0, 0, 0],
+        1 => [0x306c3, 0x0102_0800, u32::MAX, u32::MAX],
+        _ => [u32::MAX; 4],
+    }
+}
+
+#[test]
+fn supported_table_offers_only_what_rkvm_runs() {
+    let t = supported(rich_host);
+    let get = |f, i| lookup(&t, f, i);
+    assert_eq!(get(0, 0)[0], 7);
+    assert_eq!(get(0, 0)[1], 0x756e_6547, "host vendor");
+    let [eax, ebx, ecx, edx] = get(1, 0);
+    assert_eq!(eax, 0x306c3);
+    assert_eq!(ebx, 0x0800, "only the CLFLUSH size");
+    assert_ne!(ecx & 1 << 31, 0, "hypervisor bit");
+    for (bit, name) in [
+        (26, "XSAVE"),
+        (27, "OSXSAVE"),
+        (28, "AVX"),
+        (21, "x2APIC"),
+        (5, "VMX"),
+    ] {
+        assert_eq!(ecx & 1 << bit, 0, "{name} must not be offered");
+    }
+    for (bit, name) in [(9, "APIC"), (12, "MTRR"), (7, "MCE"), (1, "VME"), (2, "DE")] {
+        assert_eq!(edx & 1 << bit, 0, "{name} must not be offered");
+    }
+    for (bit, name) in [
+        (3, "PSE"),
+        (6, "PAE"),
+        (13, "PGE"),
+        (16, "PAT"),
+        (25, "SSE"),
+    ] {
+        assert_ne!(edx & 1 << bit, 0, "{name} is supported");
+    }
+    let ext = get(0x8000_0001, 0);
+    assert_eq!(ext[3] & 1 << 29, 0, "no long mode yet");
+    assert_ne!(ext[3] & 1 << 20, 0, "NX");
+    assert_eq!(get(0x8000_0008, 0)[0], 0x3027 & 0xff | 48 << 8);
+    // Every entry is accepted by KVM_SET_CPUID2's checks.
+    assert!(valid(&t));
+}
+
+#[test]
+fn supported_table_follows_a_poor_host() {
+    let t = supported(|f, _| match f {
+        0 => [1, 0, 0, 0],
+        1 => [0x600, 0, 0, 1],
+        _ => [0; 4],
+    });
+    assert_eq!(lookup(&t, 1, 0)[3], 1, "only what the host has");
+    assert_eq!(lookup(&t, 7, 0), [0; 4]);
+    assert_eq!(lookup(&t, 0x8000_0008, 0)[0], 36 | 48 << 8);
+}
