@@ -350,6 +350,16 @@ impl fd::FdObject for VcpuFd {
                 run::queue_interrupt(&mut vcpu.state.lock(), irq)?;
             }
             abi::KVM_NMI => vcpu.state.lock().nmi = true,
+            abi::KVM_GET_VCPU_EVENTS => {
+                let ev = run::get_events(&vcpu.state.lock());
+                user(size_of::<abi::KvmVcpuEvents>()).writer().write(&ev)?;
+            }
+            abi::KVM_SET_VCPU_EVENTS => {
+                let ev = user(size_of::<abi::KvmVcpuEvents>())
+                    .reader()
+                    .read::<abi::KvmVcpuEvents>()?;
+                run::set_events(&mut vcpu.state.lock(), &ev)?;
+            }
             abi::KVM_GET_MSRS => return msrs_io(vcpu, arg, false),
             abi::KVM_SET_MSRS => return msrs_io(vcpu, arg, true),
             abi::KVM_GET_FPU => {

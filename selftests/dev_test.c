@@ -40,6 +40,7 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_USER_NMI, 1 },
 	{ KVM_CAP_MP_STATE, 1 },
 	{ KVM_CAP_EXT_CPUID, 1 },
+	{ KVM_CAP_VCPU_EVENTS, 1 },
 };
 
 FIXTURE(dev) {

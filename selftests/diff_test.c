@@ -9,7 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -356,6 +358,72 @@ TEST_F(pair, msrs_match)
 		}
 		EXPECT_EQ(r[0], r[1]) TH_LOG("write %#llx to %#x", writes[i].data, writes[i].index);
 		EXPECT_EQ(m[0].e[0].data, m[1].e[0].data) TH_LOG("read back %#x", writes[i].index);
+	}
+}
+
+/* Field-by-field comparison of two kvm_vcpu_events (no padding bytes). */
+static void same_events(struct __test_metadata *_metadata, const struct kvm_vcpu_events *a,
+			const struct kvm_vcpu_events *b, const char *what)
+{
+	EXPECT_EQ(a->exception.injected, b->exception.injected) TH_LOG("%s", what);
+	EXPECT_EQ(a->exception.nr, b->exception.nr) TH_LOG("%s", what);
+	EXPECT_EQ(a->exception.has_error_code, b->exception.has_error_code) TH_LOG("%s", what);
+	EXPECT_EQ(a->exception.error_code, b->exception.error_code) TH_LOG("%s", what);
+	EXPECT_EQ(a->interrupt.injected, b->interrupt.injected) TH_LOG("%s", what);
+	EXPECT_EQ(a->interrupt.nr, b->interrupt.nr) TH_LOG("%s", what);
+	EXPECT_EQ(a->interrupt.shadow, b->interrupt.shadow) TH_LOG("%s", what);
+	EXPECT_EQ(a->nmi.injected, b->nmi.injected) TH_LOG("%s", what);
+	EXPECT_EQ(a->nmi.pending, b->nmi.pending) TH_LOG("%s", what);
+	EXPECT_EQ(a->nmi.masked, b->nmi.masked) TH_LOG("%s", what);
+	EXPECT_EQ(a->flags, b->flags) TH_LOG("%s", what);
+	EXPECT_EQ(0, memcmp(&a->smi, &b->smi, sizeof(a->smi))) TH_LOG("%s", what);
+}
+
+/*
+ * KVM_GET/SET_VCPU_EVENTS: the reset state, what a set of injected and
+ * pending events reads back as, and which inputs are refused.
+ */
+TEST_F(pair, vcpu_events_match)
+{
+	static const struct {
+		const char *name;
+		struct kvm_vcpu_events ev;
+		bool valid;
+	} cases[] = {
+		{ "#GP(0x10) injected", { .exception = { .injected = 1, .nr = 13,
+			.has_error_code = 1, .error_code = 0x10 } }, true },
+		{ "interrupt 0x30", { .interrupt = { .injected = 1, .nr = 0x30 } }, true },
+		{ "NMI pending, masked", { .nmi = { .pending = 1, .masked = 1 },
+			.flags = KVM_VCPUEVENT_VALID_NMI_PENDING }, true },
+		{ "STI shadow", { .interrupt = { .shadow = 1 },
+			.flags = KVM_VCPUEVENT_VALID_SHADOW }, true },
+		{ "exception vector 2", { .exception = { .injected = 1, .nr = 2 } }, false },
+		{ "exception vector 32", { .exception = { .injected = 1, .nr = 32 } }, false },
+		{ "unknown flag", { .flags = 0x40 }, false },
+		{ "payload without the cap", { .flags = KVM_VCPUEVENT_VALID_PAYLOAD }, false },
+	};
+	struct kvm_vcpu_events ev[2];
+	unsigned int i, k;
+
+	for (k = 0; k < 2; k++)
+		ASSERT_EQ(0, ioctl(self->s[k].vcpu, KVM_GET_VCPU_EVENTS, &ev[k]));
+	same_events(_metadata, &ev[0], &ev[1], "reset");
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (k = 0; k < 2; k++) {
+			int vcpu = ioctl(self->s[k].vm, KVM_CREATE_VCPU, 1 + i);
+			int r;
+
+			ASSERT_LE(0, vcpu);
+			errno = 0;
+			r = ioctl(vcpu, KVM_SET_VCPU_EVENTS, &cases[i].ev);
+			EXPECT_EQ(cases[i].valid ? 0 : -1, r)
+				TH_LOG("%s on %s: %s", cases[i].name, self->s[k].name, strerror(errno));
+			if (!cases[i].valid)
+				EXPECT_EQ(EINVAL, errno) TH_LOG("%s", cases[i].name);
+			ASSERT_EQ(0, ioctl(vcpu, KVM_GET_VCPU_EVENTS, &ev[k]));
+			close(vcpu);
+		}
+		same_events(_metadata, &ev[0], &ev[1], cases[i].name);
 	}
 }
 

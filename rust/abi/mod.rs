@@ -76,6 +76,10 @@ pub(crate) const KVM_SET_FPU: u32 = _IOW::<KvmFpu>(KVMIO, 0x8d);
 pub(crate) const KVM_GET_MP_STATE: u32 = _IOR::<u32>(KVMIO, 0x98);
 /// vCPU ioctl: sets the multiprocessing state.
 pub(crate) const KVM_SET_MP_STATE: u32 = _IOW::<u32>(KVMIO, 0x99);
+/// vCPU ioctl: reads pending and injected events.
+pub(crate) const KVM_GET_VCPU_EVENTS: u32 = _IOR::<KvmVcpuEvents>(KVMIO, 0x9f);
+/// vCPU ioctl: sets pending and injected events.
+pub(crate) const KVM_SET_VCPU_EVENTS: u32 = _IOW::<KvmVcpuEvents>(KVMIO, 0xa0);
 /// vCPU ioctl: queues an external interrupt (user-space irqchip).
 pub(crate) const KVM_INTERRUPT: u32 = _IOW::<u32>(KVMIO, 0x86);
 /// vCPU ioctl: queues an NMI.
@@ -92,6 +96,7 @@ mod cap {
     pub(super) const USER_MEMORY: usize = 3;
     pub(super) const SET_TSS_ADDR: usize = 4;
     pub(super) const EXT_CPUID: usize = 7;
+    pub(super) const VCPU_EVENTS: usize = 41;
     pub(super) const USER_NMI: usize = 22;
     pub(super) const SET_IDENTITY_MAP_ADDR: usize = 37;
     pub(super) const GET_TSC_KHZ: usize = 61;
@@ -127,7 +132,8 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::IMMEDIATE_EXIT
         | cap::USER_NMI
         | cap::MP_STATE
-        | cap::EXT_CPUID => 1,
+        | cap::EXT_CPUID
+        | cap::VCPU_EVENTS => 1,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
@@ -161,6 +167,7 @@ abi_struct!(
     KvmCpuid2 = 8,
     KvmFpu = 416,
     KvmMsrs = 8,
+    KvmVcpuEvents = 64,
     KvmMsrEntry = 16,
     KvmCpuidEntry2 = 40,
 );

@@ -125,6 +125,33 @@ pub(crate) struct KvmFpu {
     pub(crate) pad2: u32,
 }
 
+/// `struct kvm_vcpu_events`, flattened (the C sub-structs are byte
+/// groups with no padding).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmVcpuEvents {
+    pub(crate) exception_injected: u8,
+    pub(crate) exception_nr: u8,
+    pub(crate) exception_has_error_code: u8,
+    pub(crate) exception_pending: u8,
+    pub(crate) exception_error_code: u32,
+    pub(crate) interrupt_injected: u8,
+    pub(crate) interrupt_nr: u8,
+    pub(crate) interrupt_soft: u8,
+    pub(crate) interrupt_shadow: u8,
+    pub(crate) nmi_injected: u8,
+    pub(crate) nmi_pending: u8,
+    pub(crate) nmi_masked: u8,
+    pub(crate) nmi_pad: u8,
+    pub(crate) sipi_vector: u32,
+    pub(crate) flags: u32,
+    pub(crate) smi: [u8; 4],
+    pub(crate) triple_fault_pending: u8,
+    pub(crate) reserved: [u8; 26],
+    pub(crate) exception_has_payload: u8,
+    pub(crate) exception_payload: u64,
+}
+
 /// `struct kvm_msrs` without its flexible array of entries.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

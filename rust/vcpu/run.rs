@@ -35,7 +35,10 @@ use super::{
     SEG_CS, //
 };
 use crate::{
-    abi::kvm_run as kr,
+    abi::{
+        self,
+        kvm_run as kr, //
+    },
     shim,
     vm::Vm,
     vmx::{
@@ -299,6 +302,130 @@ enum Step {
 /// rather than a failed entry.
 pub(super) fn queue_interrupt(st: &mut State, irq: u32) -> Result {
     st.irq = Some(u8::try_from(irq).map_err(|_| EINVAL)?);
+    Ok(())
+}
+
+/// `KVM_VCPUEVENT_VALID_*` flags.
+mod events {
+    pub(super) const NMI_PENDING: u32 = 1 << 0;
+    pub(super) const SIPI_VECTOR: u32 = 1 << 1;
+    pub(super) const SHADOW: u32 = 1 << 2;
+    pub(super) const SMM: u32 = 1 << 3;
+    pub(super) const PAYLOAD: u32 = 1 << 4;
+    pub(super) const TRIPLE_FAULT: u32 = 1 << 5;
+}
+
+/// `KVM_GET_VCPU_EVENTS` (KVM's `kvm_vcpu_ioctl_x86_get_vcpu_events()`):
+/// the event waiting for (re-)injection, the queued interrupt and NMI, the
+/// STI/MOV-SS shadow and NMI blocking. No SMM: its fields read 0.
+pub(super) fn get_events(st: &State) -> abi::KvmVcpuEvents {
+    let mut ev = abi::KvmVcpuEvents {
+        exception_injected: 0,
+        exception_nr: 0,
+        exception_has_error_code: 0,
+        exception_pending: 0,
+        exception_error_code: 0,
+        interrupt_injected: 0,
+        interrupt_nr: 0,
+        interrupt_soft: 0,
+        interrupt_shadow: (st.interruptibility & BLOCKING_STI_MOV_SS) as u8,
+        nmi_injected: 0,
+        nmi_pending: u8::from(st.nmi),
+        nmi_masked: u8::from(st.interruptibility & BLOCKING_NMI != 0),
+        nmi_pad: 0,
+        sipi_vector: 0,
+        flags: events::NMI_PENDING | events::SHADOW | events::SMM,
+        smi: [0; 4],
+        triple_fault_pending: 0,
+        reserved: [0; 26],
+        exception_has_payload: 0,
+        exception_payload: 0,
+    };
+    if let Some(v) = st.irq {
+        ev.interrupt_injected = 1;
+        ev.interrupt_nr = v;
+    }
+    if let Some(e) = st.pending_event {
+        let vector = (e.info & 0xff) as u8;
+        match e.info & EVENT_TYPE_MASK {
+            EVENT_TYPE_HW_EXCEPTION => {
+                ev.exception_injected = 1;
+                ev.exception_nr = vector;
+                ev.exception_has_error_code = u8::from(e.info & EVENT_ERROR_CODE != 0);
+                ev.exception_error_code = e.error_code;
+            }
+            EVENT_TYPE_EXT_INTR => {
+                ev.interrupt_injected = 1;
+                ev.interrupt_nr = vector;
+            }
+            EVENT_TYPE_NMI => ev.nmi_injected = 1,
+            // Software interrupts and exceptions are not reported (KVM: no
+            // instruction length in the ABI; the guest executes them again).
+            _ => {}
+        }
+    }
+    ev
+}
+
+/// `KVM_SET_VCPU_EVENTS` (KVM's `kvm_vcpu_ioctl_x86_set_vcpu_events()`):
+/// all or nothing. `EINVAL` for unknown flags, exception payloads and
+/// triple-fault events (not enabled: rkvm has neither capability), an
+/// injected exception with vector 2 or above 31, and any SMM state.
+pub(super) fn set_events(st: &mut State, ev: &abi::KvmVcpuEvents) -> Result {
+    let known = events::NMI_PENDING
+        | events::SIPI_VECTOR
+        | events::SHADOW
+        | events::SMM
+        | events::PAYLOAD
+        | events::TRIPLE_FAULT;
+    if ev.flags & !known != 0 || ev.flags & (events::PAYLOAD | events::TRIPLE_FAULT) != 0 {
+        return Err(EINVAL);
+    }
+    if ev.exception_injected != 0 && (ev.exception_nr > 31 || ev.exception_nr == 2) {
+        return Err(EINVAL);
+    }
+    if ev.flags & events::SMM != 0 && ev.smi[..3] != [0; 3] {
+        return Err(EINVAL);
+    }
+    let mut pending_event = None;
+    let mut irq = None;
+    if ev.exception_injected != 0 {
+        let code = if ev.exception_has_error_code != 0 {
+            EVENT_ERROR_CODE
+        } else {
+            0
+        };
+        pending_event = Some(Event {
+            info: EVENT_VALID | EVENT_TYPE_HW_EXCEPTION | code | u32::from(ev.exception_nr),
+            error_code: ev.exception_error_code,
+            insn_len: 0,
+        });
+    }
+    if ev.interrupt_injected != 0 {
+        // Delivered when the guest can take it (see `queue_interrupt`).
+        irq = Some(ev.interrupt_nr);
+    }
+    if ev.nmi_injected != 0 && pending_event.is_none() {
+        pending_event = Some(Event {
+            info: EVENT_VALID | EVENT_TYPE_NMI | NMI_VECTOR,
+            error_code: 0,
+            insn_len: 0,
+        });
+    }
+    st.pending_event = pending_event;
+    st.irq = irq;
+    if ev.flags & events::SHADOW != 0 {
+        st.interruptibility = (st.interruptibility & !BLOCKING_STI_MOV_SS)
+            | (u32::from(ev.interrupt_shadow) & BLOCKING_STI_MOV_SS);
+    }
+    if ev.flags & events::NMI_PENDING != 0 {
+        st.nmi = ev.nmi_pending != 0;
+    }
+    if ev.nmi_masked != 0 {
+        st.interruptibility |= BLOCKING_NMI;
+    } else {
+        st.interruptibility &= !BLOCKING_NMI;
+    }
     Ok(())
 }
 

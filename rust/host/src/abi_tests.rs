@@ -25,6 +25,7 @@ fn size(s: &str) -> Option<usize> {
         "kvm_msrs" => size_of::<KvmMsrs>(),
         "kvm_msr_entry" => size_of::<KvmMsrEntry>(),
         "kvm_msr_list" => size_of::<u32>(),
+        "kvm_vcpu_events" => size_of::<KvmVcpuEvents>(),
         _ => return None,
     })
 }
@@ -58,6 +59,13 @@ fn offset(s: &str, f: &str) -> Option<usize> {
         "kvm_cpuid2" => fields!(KvmCpuid2: "nent" => nent),
         "kvm_msrs" => (f == "entries").then_some(size_of::<KvmMsrs>()),
         "kvm_msr_entry" => fields!(KvmMsrEntry: "index" => index, "data" => data),
+        "kvm_vcpu_events" => fields!(KvmVcpuEvents:
+            "exception.error_code" => exception_error_code,
+            "interrupt.shadow" => interrupt_shadow, "nmi.masked" => nmi_masked,
+            "sipi_vector" => sipi_vector, "flags" => flags, "smi" => smi,
+            "triple_fault" => triple_fault_pending,
+            "exception_has_payload" => exception_has_payload,
+            "exception_payload" => exception_payload),
         "kvm_fpu" => fields!(KvmFpu:
             "fcw" => fcw, "ftwx" => ftwx, "last_opcode" => last_opcode, "last_ip" => last_ip,
             "last_dp" => last_dp, "xmm" => xmm, "mxcsr" => mxcsr),
