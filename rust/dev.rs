@@ -68,41 +68,15 @@ fn msr_index_list(arg: usize) -> Result<isize> {
     Ok(0)
 }
 
-/// `KVM_GET_SUPPORTED_CPUID`: `E2BIG` (nothing written) when `nent` is too
-/// small for the table, else the entries and their count (KVM's protocol).
+/// `KVM_GET_SUPPORTED_CPUID`: the table of `cpuid::supported()` for this
+/// CPU, copied out with KVM's `E2BIG` protocol.
 fn supported_cpuid(arg: usize) -> Result<isize> {
-    use crate::x86::cpuid;
-    use kernel::uaccess::{
-        UserPtr,
-        UserSlice, //
-    };
-    let header = UserSlice::new(UserPtr::from_addr(arg), size_of::<abi::KvmCpuid2>())
-        .reader()
-        .read::<abi::KvmCpuid2>()?;
-    let table = cpuid::supported(|function, index| {
+    let table = crate::x86::cpuid::supported(|function, index| {
         // SAFETY: CPUID exists on every x86-64 CPU and only writes the
         // registers the intrinsic declares.
         let r = unsafe { core::arch::x86_64::__cpuid_count(function, index) };
         [r.eax, r.ebx, r.ecx, r.edx]
     });
-    if (header.nent as usize) < table.len() {
-        return Err(E2BIG);
-    }
-    let entries = arg.checked_add(size_of::<abi::KvmCpuid2>()).ok_or(EFAULT)?;
-    let mut w = UserSlice::new(
-        UserPtr::from_addr(entries),
-        table.len() * size_of::<abi::KvmCpuidEntry2>(),
-    )
-    .writer();
-    for e in table.iter() {
-        w.write(&abi::KvmCpuidEntry2::from(e))?;
-    }
-    let out = abi::KvmCpuid2 {
-        nent: table.len() as u32,
-        padding: header.padding,
-    };
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<abi::KvmCpuid2>())
-        .writer()
-        .write(&out)?;
+    abi::write_cpuid2(arg, &table)?;
     Ok(0)
 }

@@ -403,7 +403,7 @@ fn msrs_io(vcpu: &Vcpu, arg: usize, set: bool) -> Result<isize> {
         return Err(E2BIG);
     }
     let n = header.nmsrs as usize;
-    let addr = arg.checked_add(size_of::<abi::KvmMsrs>()).ok_or(EFAULT)?;
+    let addr = abi::entries_addr(arg)?;
     let (mut reader, mut writer) =
         UserSlice::new(UserPtr::from_addr(addr), n * size_of::<abi::KvmMsrEntry>()).reader_writer();
     let mut entries = KVec::with_capacity(n, GFP_KERNEL)?;
@@ -438,11 +438,6 @@ fn msrs_io(vcpu: &Vcpu, arg: usize, set: bool) -> Result<isize> {
     Ok(done)
 }
 
-/// The user address of the entries that follow a `struct kvm_cpuid2`.
-fn entries_addr(arg: usize) -> Result<usize> {
-    arg.checked_add(size_of::<KvmCpuid2>()).ok_or(EFAULT)
-}
-
 /// `KVM_SET_CPUID2`: all or nothing. Once the vCPU has run, only the
 /// CPUID it already has is accepted (KVM's `kvm_cpuid_check_equal()`:
 /// `EINVAL` for anything else, KVM-owned bits aside).
@@ -456,7 +451,7 @@ fn set_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
     }
     let mut entries = KVec::with_capacity(nent, GFP_KERNEL_ACCOUNT)?;
     let mut reader = UserSlice::new(
-        UserPtr::from_addr(entries_addr(arg)?),
+        UserPtr::from_addr(abi::entries_addr(arg)?),
         nent * size_of::<KvmCpuidEntry2>(),
     )
     .reader();
@@ -484,33 +479,10 @@ fn set_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
 /// `KVM_GET_CPUID2`: `E2BIG` (and `nent` untouched) when the buffer is too
 /// small, as in KVM; the bits KVM owns at run time are brought up to date.
 fn get_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
-    let header = UserSlice::new(UserPtr::from_addr(arg), size_of::<KvmCpuid2>())
-        .reader()
-        .read::<KvmCpuid2>()?;
     let mut state = vcpu.state.lock();
-    let n = state.cpuid.len();
-    if (header.nent as usize) < n {
-        return Err(E2BIG);
-    }
     let (cr4, apic_base) = (state.cr4, state.apic_base);
     cpuid::update_runtime(&mut state.cpuid, cr4, apic_base);
-    let mut writer = UserSlice::new(
-        UserPtr::from_addr(entries_addr(arg)?),
-        n * size_of::<KvmCpuidEntry2>(),
-    )
-    .writer();
-    for e in state.cpuid.iter() {
-        writer.write(&KvmCpuidEntry2::from(e))?;
-    }
-    drop(state);
-    let out = KvmCpuid2 {
-        nent: n as u32,
-        padding: header.padding,
-    };
-    UserSlice::new(UserPtr::from_addr(arg), size_of::<KvmCpuid2>())
-        .writer()
-        .write(&out)?;
-    Ok(())
+    abi::write_cpuid2(arg, &state.cpuid)
 }
 
 /// `mmap` of a vCPU fd: page 0 is `kvm_run`, page 1 the PIO data page.

@@ -172,6 +172,49 @@ abi_struct!(
     KvmCpuidEntry2 = 40,
 );
 
+/// The user address of the entries that follow a `struct kvm_cpuid2` (or
+/// any 8-byte header) at `arg`.
+pub(crate) fn entries_addr(arg: usize) -> kernel::error::Result<usize> {
+    arg.checked_add(core::mem::size_of::<KvmCpuid2>())
+        .ok_or(kernel::error::code::EFAULT)
+}
+
+/// Copies `entries` out as the `struct kvm_cpuid2` at user address `arg`,
+/// KVM's protocol for `KVM_GET_CPUID2` and `KVM_GET_SUPPORTED_CPUID`:
+/// `E2BIG`, with nothing written, when the caller's `nent` is smaller than
+/// the table; else the entries, then `nent` (the padding is kept).
+pub(crate) fn write_cpuid2(
+    arg: usize,
+    entries: &[crate::x86::cpuid::Entry],
+) -> kernel::error::Result {
+    use kernel::uaccess::{
+        UserPtr,
+        UserSlice, //
+    };
+    let size = core::mem::size_of::<KvmCpuid2>();
+    let header = UserSlice::new(UserPtr::from_addr(arg), size)
+        .reader()
+        .read::<KvmCpuid2>()?;
+    if (header.nent as usize) < entries.len() {
+        return Err(kernel::error::code::E2BIG);
+    }
+    let mut writer = UserSlice::new(
+        UserPtr::from_addr(entries_addr(arg)?),
+        entries.len() * core::mem::size_of::<KvmCpuidEntry2>(),
+    )
+    .writer();
+    for e in entries {
+        writer.write(&KvmCpuidEntry2::from(e))?;
+    }
+    let out = KvmCpuid2 {
+        nent: entries.len() as u32,
+        padding: header.padding,
+    };
+    UserSlice::new(UserPtr::from_addr(arg), size)
+        .writer()
+        .write(&out)
+}
+
 impl From<KvmCpuidEntry2> for crate::x86::cpuid::Entry {
     fn from(e: KvmCpuidEntry2) -> Self {
         Self {
