@@ -16,6 +16,8 @@
 
 mod paging;
 
+use crate::mmu::walk::Kind;
+
 use core::sync::atomic::Ordering;
 
 use kernel::{
@@ -1181,7 +1183,8 @@ fn handle_io(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Resul
     let mut low = chunk.low & 0xffff_ffff;
     if st.cr0 & cr0::PG != 0 {
         // The run lies in one page: translate its lowest byte.
-        let Some(gpa) = paging::translate(vm, st, low, io.input) else {
+        let kind = if io.input { Kind::Write } else { Kind::Read };
+        let Some(gpa) = paging::translate(vm, st, low, kind) else {
             emulation_failure(area, &[]);
             return Ok(Step::ToUser);
         };
@@ -1292,9 +1295,11 @@ fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result
     let lin = cs.base.wrapping_add(st.regs.rip) & 0xffff_ffff;
     let mut bytes = [0u8; decode::MAX_LEN];
     let n = if st.cr0 & cr0::PG != 0 {
-        paging::fetch(vm, st, lin, &mut bytes)
+        vm.fetch(lin, &mut bytes, |la| {
+            paging::translate(vm, st, la & 0xffff_ffff, Kind::Fetch)
+        })
     } else {
-        vm.fetch(lin, &mut bytes)
+        vm.fetch(lin, &mut bytes, Some)
     };
     if n == 0 {
         emulation_failure(area, &bytes[..n]);
@@ -1403,14 +1408,18 @@ impl Vm {
             .write_slice(buf)
     }
 
-    /// Reads up to `buf.len()` instruction bytes at guest-physical `gpa`,
-    /// page by page; returns how many could be read.
-    fn fetch(&self, gpa: u64, buf: &mut [u8]) -> usize {
+    /// Reads up to `buf.len()` instruction bytes at guest address `la`,
+    /// page by page, each page through `translate` (the identity for
+    /// unpaged guests); returns how many could be read.
+    fn fetch(&self, la: u64, buf: &mut [u8], translate: impl Fn(u64) -> Option<u64>) -> usize {
         let mut done = 0;
         while done < buf.len() {
-            let at = gpa + done as u64;
+            let at = la + done as u64;
             let n = (buf.len() - done).min(4096 - (at & 0xfff) as usize);
-            if self.read_guest(at, &mut buf[done..done + n]).is_err() {
+            let Some(gpa) = translate(at) else {
+                break;
+            };
+            if self.read_guest(gpa, &mut buf[done..done + n]).is_err() {
                 break;
             }
             done += n;

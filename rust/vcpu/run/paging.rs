@@ -207,45 +207,18 @@ pub(super) fn handle_page_fault(
     Ok(Step::Continue)
 }
 
-/// Reads up to `buf.len()` instruction bytes at guest-linear `la` through
-/// the guest's tables; returns how many could be read.
-pub(super) fn fetch(vm: &Vm, st: &State, la: u64, buf: &mut [u8]) -> usize {
+/// The guest-physical address of guest-linear `la` for an access of the
+/// emulator (an instruction fetch, or string I/O reading or writing), with
+/// the privilege of the guest's CPL; `None` if the guest's tables do not
+/// allow it (rkvm then reports an emulation failure rather than injecting
+/// the #PF).
+pub(super) fn translate(vm: &Vm, st: &State, la: u64, kind: Kind) -> Option<u64> {
     let mmu = guest_mmu(vm, st);
     let privilege = if st.segs[crate::vcpu::SEG_CS].selector & 3 == 3 {
         Privilege::User
     } else {
         Privilege::Supervisor
     };
-    let mut done = 0;
-    while done < buf.len() {
-        let at = (la + done as u64) & 0xffff_ffff;
-        let access = Access {
-            kind: Kind::Fetch,
-            privilege,
-        };
-        let Ok(t) = walk::walk(&mmu, &mut SlotMem(vm), at, access) else {
-            break;
-        };
-        let n = (buf.len() - done).min(4096 - (at & 0xfff) as usize);
-        if vm.read_guest(t.gpa, &mut buf[done..done + n]).is_err() {
-            break;
-        }
-        done += n;
-    }
-    done
-}
-
-/// The guest-physical address of guest-linear `la` for a data access by
-/// the emulator (string I/O); `None` if the guest's tables do not allow it
-/// (rkvm then reports an emulation failure rather than injecting the #PF).
-pub(super) fn translate(vm: &Vm, st: &State, la: u64, write: bool) -> Option<u64> {
-    let mmu = guest_mmu(vm, st);
-    let privilege = if st.segs[crate::vcpu::SEG_CS].selector & 3 == 3 {
-        Privilege::User
-    } else {
-        Privilege::Supervisor
-    };
-    let kind = if write { Kind::Write } else { Kind::Read };
     walk::walk(&mmu, &mut SlotMem(vm), la, Access { kind, privilege })
         .ok()
         .map(|t| t.gpa)
