@@ -579,15 +579,19 @@ fn enter_guest(
         st.regs.r14,
         st.regs.r15,
     ];
+    // VM exits leave the timer field alone ("save VMX-preemption timer
+    // value" is off), so every entry reloads this value.
+    if let Some(t) = timer {
+        w.write(field::PREEMPTION_TIMER_VALUE, t);
+    }
+    // What `load_guest` wrote.
+    let mut proc_now = base_proc;
     let outcome = loop {
-        prepare_events(&mut w, st, base_proc, want_window);
+        prepare_events(&mut w, st, base_proc, want_window, &mut proc_now);
         if let Some(ev) = st.pending_event.take() {
             w.write(field::ENTRY_INTR_INFO, u64::from(ev.info));
             w.write(field::ENTRY_EXCEPTION_ERROR_CODE, u64::from(ev.error_code));
             w.write(field::ENTRY_INSTRUCTION_LEN, u64::from(ev.insn_len));
-        }
-        if let Some(t) = timer {
-            w.write(field::PREEMPTION_TIMER_VALUE, t);
         }
         st.ran = true;
         if let Err(err) = w.enter(&mut gprs, &mut st.cr2) {
@@ -630,11 +634,18 @@ fn enter_guest(
 /// the guest can take it, else asks for an exit when it can (NMI-window and
 /// interrupt-window exiting). User space asking for an interrupt window
 /// gets one too.
-fn prepare_events(w: &mut Window<'_>, st: &mut State, base_proc: u32, want_window: bool) {
+fn prepare_events(
+    w: &mut Window<'_>,
+    st: &mut State,
+    base_proc: u32,
+    want_window: bool,
+    proc_now: &mut u32,
+) {
     use crate::vmx::caps::proc;
-    let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
-    let rflags = w.read(field::GUEST_RFLAGS);
-    if st.pending_event.is_none() {
+    // Nothing queued (the common case): no VMREADs; the controls are
+    // written only when they change.
+    if st.pending_event.is_none() && (st.nmi || st.irq.is_some()) {
+        let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
         if st.nmi && blocking & (BLOCKING_NMI | BLOCKING_STI_MOV_SS) == 0 {
             st.nmi = false;
             st.pending_event = Some(Event {
@@ -643,6 +654,7 @@ fn prepare_events(w: &mut Window<'_>, st: &mut State, base_proc: u32, want_windo
                 insn_len: 0,
             });
         } else if let Some(v) = st.irq {
+            let rflags = w.read(field::GUEST_RFLAGS);
             if rflags & RFLAGS_IF != 0 && blocking & BLOCKING_STI_MOV_SS == 0 {
                 st.irq = None;
                 st.pending_event = Some(Event {
@@ -660,7 +672,10 @@ fn prepare_events(w: &mut Window<'_>, st: &mut State, base_proc: u32, want_windo
     if st.irq.is_some() || want_window {
         controls |= proc::INTR_WINDOW_EXITING;
     }
-    w.write(field::PROC_BASED_CONTROLS, u64::from(controls));
+    if controls != *proc_now {
+        w.write(field::PROC_BASED_CONTROLS, u64::from(controls));
+        *proc_now = controls;
+    }
 }
 
 /// Writes the controls and the whole guest state: after VMCLEAR at the end
