@@ -35,7 +35,7 @@ RUSTFMT := /usr/bin/rustfmt --config-path $(TOP)/rustfmt.toml
 RUST_SOURCES := $(TOP)/rust/rkvm.rs $(TOP)/rust/host/src/lib.rs
 
 .PHONY: all modules setup kernel host-test fmt fmtcheck headers selftests lab \
-	check demo clean
+	check demo lab-mmu clean
 
 all: modules
 
@@ -82,6 +82,10 @@ check:
 
 demo:
 	$(TOP)/scripts/lab/demo.sh
+
+# The shadow MMU's tests and cost benchmark, kvm_intel ept=0 beside rkvm.
+lab-mmu:
+	$(TOP)/scripts/lab/demo.sh mmu
 
 clean:
 	rm -rf $(OUT) $(TOP)/rust/host/target

@@ -3,6 +3,8 @@
  * C helpers of rkvm.ko; see include/rkvm/shim.h.
  */
 #include <linux/cpumask.h>
+#include <linux/gfp.h>
+#include <linux/sched.h>
 #include <linux/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/smp.h>
@@ -105,4 +107,29 @@ int rkvm_rdmsr_safe(u32 msr, u64 *val)
 void rkvm_wrmsr(u32 msr, u64 val)
 {
 	wrmsrq(msr, val);
+}
+
+void *rkvm_table_alloc(void)
+{
+	return (void *)__get_free_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_DMA32);
+}
+
+void rkvm_table_free(void *va)
+{
+	free_page((unsigned long)va);
+}
+
+unsigned long rkvm_table_owner(const void *va)
+{
+	return page_private(virt_to_page(va));
+}
+
+void rkvm_table_set_owner(void *va, unsigned long owner)
+{
+	set_page_private(virt_to_page(va), owner);
+}
+
+bool rkvm_need_resched(void)
+{
+	return need_resched();
 }

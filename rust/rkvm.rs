@@ -21,6 +21,7 @@ mod fd;
 mod memslot;
 mod mmu;
 mod shim;
+mod stats;
 mod vcpu;
 mod vm;
 mod vmx;

@@ -22,6 +22,11 @@ mod ffi {
         pub(super) fn rkvm_load_gs_index(sel: u16);
         pub(super) fn rkvm_rdmsr_safe(msr: u32, val: *mut u64) -> i32;
         pub(super) fn rkvm_wrmsr(msr: u32, val: u64);
+        pub(super) fn rkvm_table_alloc() -> *mut core::ffi::c_void;
+        pub(super) fn rkvm_table_free(va: *mut core::ffi::c_void);
+        pub(super) fn rkvm_table_owner(va: *const core::ffi::c_void) -> core::ffi::c_ulong;
+        pub(super) fn rkvm_table_set_owner(va: *mut core::ffi::c_void, owner: core::ffi::c_ulong);
+        pub(super) fn rkvm_need_resched() -> bool;
     }
 }
 
@@ -150,4 +155,47 @@ pub(crate) fn rdmsr_safe(msr: u32) -> Option<u64> {
 pub(crate) unsafe fn wrmsr(msr: u32, val: u64) {
     // SAFETY: guaranteed by the caller.
     unsafe { ffi::rkvm_wrmsr(msr, val) }
+}
+
+/// Whether the scheduler wants this CPU back (lock-breaking loops).
+pub(crate) fn need_resched() -> bool {
+    // SAFETY: reads the current task's flags.
+    unsafe { ffi::rkvm_need_resched() }
+}
+
+/// A zeroed page below 4 GiB for a shadow page table, owned by the caller
+/// until [`table_free`]; `None` without memory.
+pub(crate) fn table_alloc() -> Option<core::ptr::NonNull<[u64; 512]>> {
+    // SAFETY: allocates; no precondition.
+    core::ptr::NonNull::new(unsafe { ffi::rkvm_table_alloc() }.cast())
+}
+
+/// Frees a page from [`table_alloc`].
+///
+/// # Safety
+///
+/// `va` came from [`table_alloc`] and is not used afterwards.
+pub(crate) unsafe fn table_free(va: core::ptr::NonNull<[u64; 512]>) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_table_free(va.as_ptr().cast()) }
+}
+
+/// The owner tag stored in the `struct page` of a page from [`table_alloc`].
+///
+/// # Safety
+///
+/// `va` is a live page from [`table_alloc`].
+pub(crate) unsafe fn table_owner(va: *const [u64; 512]) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_table_owner(va.cast()) }
+}
+
+/// Sets the owner tag of a page from [`table_alloc`].
+///
+/// # Safety
+///
+/// `va` is a live page from [`table_alloc`] owned by the caller.
+pub(crate) unsafe fn table_set_owner(va: *mut [u64; 512], owner: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_table_set_owner(va.cast(), owner as core::ffi::c_ulong) }
 }

@@ -10,10 +10,6 @@
 
 mod run;
 
-pub(crate) use run::running_cpu;
-
-use core::sync::atomic::AtomicI32;
-
 use kernel::ffi::c_int;
 
 use kernel::{
@@ -112,8 +108,11 @@ struct State {
     nmi: bool,
     /// MSRs rkvm stores itself (STAR, LSTAR, PAT, the TSC offset, ...).
     msrs: msr::Msrs,
-    /// Shadow tables of a paged guest, created when it first pages.
-    vtlb: Option<crate::mmu::vtlb::Vtlb>,
+    /// The shadow roots of a paged guest.
+    roots: crate::mmu::shadow::Roots,
+    /// The last guest page-table write that could not be emulated (RIP,
+    /// gfn): the table was unprotected and the write retried once.
+    last_unprotect: Option<(u64, u64)>,
 }
 
 /// An event for the VM-entry interruption-information fields.
@@ -191,7 +190,8 @@ impl State {
             irq: None,
             nmi: false,
             msrs: msr::Msrs::default(),
-            vtlb: None,
+            roots: crate::mmu::shadow::Roots::new(),
+            last_unprotect: None,
         }
     }
 
@@ -275,24 +275,32 @@ pub(crate) struct Vcpu {
     /// The VMX pages; locked only by `KVM_RUN`, inside `state`.
     #[pin]
     hw: Mutex<VmxPages>,
-    /// The CPU whose VMX window runs this vCPU, or -1 (see `Vm::kick`).
-    running_cpu: AtomicI32,
+    /// Its index in the VM's table of running CPUs (creation order).
+    index: usize,
+    /// Event counters, read through the vCPU's stats file: bump them with
+    /// `vcpu.stats.inc(VcpuStat::...)` (see `crate::stats::VcpuStat`).
+    pub(crate) stats: crate::stats::VcpuStats,
+    /// The id string of the vCPU's stats file ("kvm-<pid>/vcpu-<id>").
+    pub(crate) stats_id: crate::stats::StatsId,
 }
 
 impl Vcpu {
     /// A vCPU in the reset state.
-    pub(crate) fn new(id: u32, vmcs_revision: u32) -> Result<Arc<Self>> {
+    pub(crate) fn new(id: u32, index: usize, vmcs_revision: u32) -> Result<Arc<Self>> {
         let page = || Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
         let pages = [page()?, page()?];
         let state = State::reset(id);
         let hw = VmxPages::new(vmcs_revision)?;
+        let stats_id = crate::stats::current_id(Some(id));
         Arc::pin_init(
             pin_init!(Self {
                 id,
                 pages,
                 state <- new_mutex!(state),
                 hw <- new_mutex!(hw),
-                running_cpu: AtomicI32::new(-1),
+                index,
+                stats: crate::stats::VcpuStats::new(),
+                stats_id,
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -342,6 +350,8 @@ impl fd::FdObject for VcpuFd {
             }
             // No KVM_SET_TSC_KHZ yet: every guest TSC runs at the host's.
             abi::KVM_GET_TSC_KHZ => return Ok(crate::shim::tsc_khz() as isize),
+            // KVM ignores the argument.
+            abi::KVM_GET_STATS_FD => return crate::stats::vcpu_stats_fd(Arc::from(this)),
             abi::KVM_SET_CPUID2 => set_cpuid2(vcpu, arg)?,
             abi::KVM_GET_CPUID2 => get_cpuid2(vcpu, arg)?,
             abi::KVM_RUN => return run::run(&this.vm, vcpu, arg),

@@ -9,6 +9,7 @@
 
 use core::sync::atomic::{
     fence,
+    AtomicI32,
     AtomicU64,
     Ordering, //
 };
@@ -16,13 +17,14 @@ use core::sync::atomic::{
 use kernel::{
     alloc::KVec,
     mm::Mm,
-    new_mutex,
+    new_mutex, new_spinlock,
     prelude::*,
     sync::{
         aref::ARef,
         Arc,
         ArcBorrow,
-        Mutex, //
+        Mutex,
+        SpinLock, //
     },
     uaccess::{
         UserPtr,
@@ -36,7 +38,14 @@ use crate::{
         region::Request,
         Memslots, //
     },
-    mmu::ept::Ept,
+    mmu::{
+        ept::Ept,
+        shadow::{
+            self,
+            Changes,
+            Shadow, //
+        },
+    },
     shim,
     vcpu::{
         Vcpu,
@@ -46,6 +55,10 @@ use crate::{
 };
 
 static VM_FOPS: fd::Fops = fd::fops::<Vm>(None);
+
+/// Obsolete shadow pages zapped between checks for a waiting scheduler
+/// (KVM's `BATCH_ZAP_PAGES`).
+const ZAP_BATCH: usize = 10;
 
 /// A VM.
 ///
@@ -71,10 +84,19 @@ pub(crate) struct Vm {
     ept: Mutex<Ept>,
     /// `ept`'s EPT pointer; the root never changes.
     eptp: u64,
-    /// The mapping generation: moves when pinned pages are taken away (a
-    /// slot deleted or moved); shadow tables of an older generation are
-    /// dropped before their vCPU enters the guest again.
-    mmu_gen: AtomicU64,
+    /// The shadow MMU (KVM's `mmu_lock` and what it protects). Lock order:
+    /// `slots`, then `mmu`; `ept` is never held with `mmu`.
+    #[pin]
+    mmu: SpinLock<Shadow>,
+    /// Moves whenever a root some vCPU may hold is invalidated or becomes
+    /// obsolete; a vCPU whose roots were checked in an older epoch checks
+    /// them again (under `mmu`) before entering the guest.
+    roots_epoch: AtomicU64,
+    /// Per vCPU (by creation index): the CPU whose VMX window runs it, or
+    /// -1. Read without locks by kicks, which may come from under `mmu`.
+    running: [AtomicI32; abi::MAX_VCPUS as usize],
+    /// The id string of the VM's stats file ("kvm-<creator's pid>").
+    pub(crate) stats_id: crate::stats::StatsId,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -90,6 +112,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
     let caps = crate::vmx::probe::local_caps()?;
     let ept = Ept::new()?;
     let eptp = ept.eptp();
+    let shadow = Shadow::new()?;
     let vm = Arc::pin_init(
         pin_init!(Vm {
             mm,
@@ -98,7 +121,10 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             caps,
             ept <- new_mutex!(ept),
             eptp,
-            mmu_gen: AtomicU64::new(0),
+            mmu <- new_spinlock!(shadow),
+            roots_epoch: AtomicU64::new(0),
+            running: [const { AtomicI32::new(-1) }; abi::MAX_VCPUS as usize],
+            stats_id: crate::stats::current_id(None),
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -127,7 +153,92 @@ impl Vm {
         if let Some((start, _end)) = slots.apply(&req)? {
             self.zap_slot(start)?;
         }
+        // KVM's default budget: 20 shadow pages per 1000 guest pages.
+        let pages = usize::try_from(slots.total_pages() * 20 / 1000).unwrap_or(usize::MAX);
+        self.set_mmu_pages(pages, false)?;
         Ok(0)
+    }
+
+    /// A snapshot of the shadow MMU's counters.
+    pub(crate) fn mmu_stats(&self) -> crate::mmu::stats::MmuStats {
+        self.mmu.lock().stats()
+    }
+
+    /// Runs `f` on the shadow MMU under its lock, then tells the vCPUs what
+    /// they must hear of (before the lock is dropped, as KVM flushes remote
+    /// TLBs under `mmu_lock`): a new roots epoch, and a kick out of their
+    /// windows, which flushes their TLBs (rkvm runs without VPID, so every
+    /// VM entry and exit flushes).
+    pub(crate) fn with_mmu<R>(&self, f: impl FnOnce(&mut Shadow, &mut Changes) -> R) -> R {
+        let mut s = self.mmu.lock();
+        let mut ch = Changes::default();
+        let r = f(&mut s, &mut ch);
+        if ch.roots {
+            self.roots_epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        if ch.flush || ch.roots {
+            self.kick_all();
+        }
+        drop(s);
+        r
+    }
+
+    /// The shadow MMU's lock.
+    pub(crate) fn mmu(&self) -> &SpinLock<Shadow> {
+        &self.mmu
+    }
+
+    /// The roots epoch (see the field).
+    pub(crate) fn roots_epoch(&self) -> u64 {
+        self.roots_epoch.load(Ordering::SeqCst)
+    }
+
+    /// The running-CPU cell of the vCPU created `index`-th.
+    pub(crate) fn running_cell(&self, index: usize) -> &AtomicI32 {
+        &self.running[index % self.running.len()]
+    }
+
+    /// `KVM_SET_NR_MMU_PAGES` (`user`), or the default budget after a slot
+    /// change.
+    fn set_mmu_pages(&self, pages: usize, user: bool) -> Result {
+        shadow::resize(&self.mmu, pages)?;
+        self.with_mmu(|s, ch| ch.merge(s.set_budget(pages, user)));
+        Ok(())
+    }
+
+    /// Prepares a shadow fault on `gfn` outside the MMU lock: the caches
+    /// are filled and the slot's rmap exists. False if no slot backs `gfn`.
+    pub(crate) fn mmu_prepare(&self, gfn: u64) -> Result<bool> {
+        {
+            let slots = self.slots.lock();
+            let Some(slot) = slots.find(gfn) else {
+                return Ok(false);
+            };
+            shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
+        }
+        shadow::topup(&self.mmu)?;
+        Ok(true)
+    }
+
+    /// Invalidates every shadow page (a new generation), then zaps the
+    /// obsolete ones in batches, yielding the lock and the CPU when the
+    /// scheduler asks (KVM's `kvm_mmu_zap_all_fast()`).
+    fn zap_all_shadow(&self) {
+        self.with_mmu(|s, ch| ch.merge(s.invalidate_all()));
+        let mut s = self.mmu.lock();
+        loop {
+            // Obsolete pages are unreachable: every vCPU reloaded its roots
+            // (the kick above), so zapping them needs no flush.
+            let (done, _) = s.zap_obsolete(ZAP_BATCH);
+            if done {
+                break;
+            }
+            if shim::need_resched() {
+                drop(s);
+                shim::cond_resched();
+                s = self.mmu.lock();
+            }
+        }
     }
 
     /// The VMX capabilities guests of this VM run with.
@@ -150,11 +261,6 @@ impl Vm {
             return None;
         }
         Some(slot.userspace_addr + (gpa - (slot.base_gfn << 12)))
-    }
-
-    /// The current mapping generation.
-    pub(crate) fn mmu_gen(&self) -> u64 {
-        self.mmu_gen.load(Ordering::SeqCst)
     }
 
     /// The host page behind guest frame `gfn` (pinned, and mapped in the
@@ -194,11 +300,13 @@ impl Vm {
     fn zap_slot(&self, base_gfn: u64) -> Result {
         let mut pfns = KVec::new();
         self.ept.lock().zap_slot(base_gfn, &mut pfns)?;
+        // Shadow pages may map these pages too: retire them all, then the
+        // slot's (now empty) rmap.
+        self.zap_all_shadow();
+        self.mmu.lock().drop_rmap(base_gfn);
         if pfns.is_empty() {
             return Ok(());
         }
-        // Shadow tables may map these pages too: retire them all.
-        self.mmu_gen.fetch_add(1, Ordering::SeqCst);
         self.kick_all();
         for pfn in pfns {
             // SAFETY: each pin was owned by the EPT, which gave it up in
@@ -210,11 +318,13 @@ impl Vm {
     }
 
     /// Waits until every vCPU that was inside a VMX window has left it.
-    /// A window that opens after the fence sees the updated EPT.
+    /// A window that opens after the fence sees the updated EPT and roots
+    /// epoch. Takes no lock (it runs under `mmu`).
     fn kick_all(&self) {
         fence(Ordering::SeqCst);
-        for vcpu in self.vcpus.lock().iter() {
-            if let Some(cpu) = crate::vcpu::running_cpu(vcpu) {
+        for cell in self.running.iter() {
+            let cpu = cell.load(Ordering::SeqCst);
+            if cpu >= 0 {
                 shim::kick_cpu(cpu);
             }
         }
@@ -232,7 +342,7 @@ impl Vm {
         if vcpus.iter().any(|v| v.id() == id) {
             return Err(EEXIST);
         }
-        let vcpu = Vcpu::new(id, self.caps.revision_id)?;
+        let vcpu = Vcpu::new(id, vcpus.len(), self.caps.revision_id)?;
         vcpus.reserve(1, GFP_KERNEL_ACCOUNT)?;
         let vcpu_fd = Arc::new(
             VcpuFd {
@@ -286,6 +396,16 @@ impl fd::FdObject for Vm {
                 Ok(0)
             }
             abi::KVM_GET_TSC_KHZ => Ok(crate::shim::tsc_khz() as isize),
+            abi::KVM_SET_NR_MMU_PAGES => {
+                if arg < shadow::MIN_PAGES {
+                    return Err(EINVAL);
+                }
+                let _slots = this.slots.lock();
+                this.set_mmu_pages(arg, true)?;
+                Ok(0)
+            }
+            // KVM ignores the argument.
+            abi::KVM_GET_STATS_FD => crate::stats::vm_stats_fd(Arc::from(this)),
             _ => Err(EINVAL),
         }
     }

@@ -103,4 +103,8 @@ python3 scripts/lab/run.py --outdir build/lab/runs --results "$results" \
 	--run "smp:build/lab/smp.iso:$BOCHS_CPU_VMX:2" \
 	--run "novmx:build/lab/novmx.iso:$BOCHS_CPU_NOVMX:1" \
 	--mem "$LAB_MEM_MB" | tee "$out/lab.log"
+if [ -e build/lab/runs/vmx/tap.log ]; then
+	stamp "shadow MMU cost, guest cycles (from the vmx run; make lab-mmu reruns it alone):"
+	scripts/lab/mmu_cost.sh build/lab/runs/vmx/tap.log | tee -a "$out/lab.log" || true
+fi
 finish

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Layout of the KVM ABI structures rkvm implements in rust/abi/structs.rs.
+ * Layout of the KVM ABI structures rkvm implements in rust/abi/structs.rs
+ * (and, for the stats header and descriptor, rust/stats/layout.rs).
  * Checked on both sides: abi_layout_check.c asserts every line against the
  * kernel's <linux/kvm.h> at build time, and the host test
  * rust/host/src/abi_tests.rs asserts every line against the Rust structs.
@@ -113,3 +114,17 @@ OFFSET(kvm_vcpu_events, smi, 24)
 OFFSET(kvm_vcpu_events, triple_fault, 28)
 OFFSET(kvm_vcpu_events, exception_has_payload, 55)
 OFFSET(kvm_vcpu_events, exception_payload, 56)
+SIZE(kvm_stats_header, 24)
+OFFSET(kvm_stats_header, flags, 0)
+OFFSET(kvm_stats_header, name_size, 4)
+OFFSET(kvm_stats_header, num_desc, 8)
+OFFSET(kvm_stats_header, id_offset, 12)
+OFFSET(kvm_stats_header, desc_offset, 16)
+OFFSET(kvm_stats_header, data_offset, 20)
+SIZE(kvm_stats_desc, 16)
+OFFSET(kvm_stats_desc, flags, 0)
+OFFSET(kvm_stats_desc, exponent, 4)
+OFFSET(kvm_stats_desc, size, 6)
+OFFSET(kvm_stats_desc, offset, 8)
+OFFSET(kvm_stats_desc, bucket_size, 12)
+OFFSET(kvm_stats_desc, name, 16)

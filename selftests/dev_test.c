@@ -41,6 +41,8 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_MP_STATE, 1 },
 	{ KVM_CAP_EXT_CPUID, 1 },
 	{ KVM_CAP_VCPU_EVENTS, 1 },
+	{ KVM_CAP_BINARY_STATS_FD, 1 },
+	{ KVM_CAP_MMU_SHADOW_CACHE_CONTROL, 1 },
 };
 
 FIXTURE(dev) {

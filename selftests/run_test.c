@@ -1652,35 +1652,109 @@ TEST_F(run, paging_pae)
 }
 
 
-/* Long mode needs 4-level shadow tables, which rkvm does not have yet. */
-TEST_F(run, long_mode_refused)
-{
-	static struct {
-		struct kvm_cpuid2 hdr;
-		struct kvm_cpuid_entry2 e[2];
-	} cpuid = {
-		.hdr.nent = 2,
-		.e = {
-			{ .function = 0x80000000, .eax = 0x80000001 },
-			{ .function = 0x80000001, .edx = 1U << 29 },
-		},
-	};
-	struct kvm_sregs sregs;
+/*
+ * Long mode on 4-level tables the host builds: PML4 -> PDPT -> PD whose
+ * first entry maps the low 2 MiB with a 2 MiB page and whose second points
+ * to a page table mapping ALIAS_LA -> DATA_GPA. The 64-bit guest stores a
+ * 64-bit value through the alias, reads it back through the identity map,
+ * OUTs both halves, then reads an unmapped address: the #PF handler (a
+ * 64-bit interrupt gate) OUTs CR2 and the error code.
+ */
+#define LM_PML4_GPA	0x18000
+#define LM_PDPT_GPA	0x19000
+#define LM_PD_GPA	0x1a000
+#define LM_PT_GPA	0x1b000
+#define LM_VALUE_LO	0x89abcdef
+#define LM_VALUE_HI	0x01234567
+asm(GUEST_BEGIN
+	".code64\n"
+	".global lm_start, lm_pf, lm_end\n"
+	"lm_start:\n"
+	"	movabs $0x0123456789abcdef, %rax\n"
+	"	mov %rax, " XSTR(ALIAS_LA) "\n"
+	"	mov " XSTR(DATA_GPA) ", %rbx\n"
+	"	mov %ebx, %eax\n"
+	"	out %eax, $" XSTR(PG_PORT) "\n"
+	"	shr $32, %rbx\n"
+	"	mov %ebx, %eax\n"
+	"	out %eax, $" XSTR(PG_PORT) "\n"
+	"	mov " XSTR(UNMAPPED_LA) ", %rax\n"
+	"	hlt\n"
+	"lm_pf:\n"
+	"	mov %cr2, %rax\n"
+	"	out %eax, $" XSTR(PG_FAULT_PORT) "\n"
+	"	pop %rax\n"
+	"	out %eax, $" XSTR(PG_FAULT_PORT) "\n"
+	"	hlt\n"
+	"lm_end:\n"
+	GUEST_END);
+extern const char lm_start[], lm_pf[], lm_end[];
 
-	if (!rkvm_dev_is_rkvm())
-		SKIP(return, "the reference runs 64-bit guests");
-	build_page_tables(&self->vm);
+TEST_F(run, long_mode_paging)
+{
+	static const __u64 gdt[] = { 0, 0x00af9b000000ffffULL, 0x00cf93000000ffffULL };
+	__u64 *pml4 = (__u64 *)(self->vm.mem + LM_PML4_GPA);
+	__u64 *pdpt = (__u64 *)(self->vm.mem + LM_PDPT_GPA);
+	__u64 *pd = (__u64 *)(self->vm.mem + LM_PD_GPA);
+	__u64 *pt = (__u64 *)(self->vm.mem + LM_PT_GPA);
+	__u64 *idt = (__u64 *)(self->vm.mem + IDT_GPA);
+	__u64 pf = CODE_GPA + (lm_pf - lm_start);
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[256];
+	} cpuid = { .hdr.nent = 256 };
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	__u64 v;
+
+	ASSERT_EQ(0, ioctl(self->vm.dev, KVM_GET_SUPPORTED_CPUID, &cpuid));
 	ASSERT_EQ(0, ioctl(self->vcpu.fd, KVM_SET_CPUID2, &cpuid));
+	memset(pml4, 0, 4 * 4096);
+	pml4[0] = LM_PDPT_GPA | 3;
+	pdpt[0] = LM_PD_GPA | 3;
+	pd[0] = 0x83;				/* 2 MiB page at 0: P, RW, PS */
+	pd[2] = LM_PT_GPA | 3;			/* 4 MiB - 6 MiB */
+	pt[0] = DATA_GPA | 3;			/* ALIAS_LA */
+	memset(idt, 0, 16 * 32);
+	idt[2 * 14] = (pf & 0xffff) | (0x8ULL << 16) | (0x8eULL << 40) |
+		      ((pf >> 16) & 0xffff) << 48;
+	idt[2 * 14 + 1] = pf >> 32;
+	memcpy(self->vm.mem + GDT_GPA, gdt, sizeof(gdt));
+	load_code(_metadata, &self->vm, CODE_GPA, lm_start, lm_end);
 	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
 	get_sregs(_metadata, &self->vcpu, &sregs);
-	sregs.cr0 = 0x80000011;
-	sregs.cr4 = 0x20;
-	sregs.efer = 0x500;
-	sregs.cr3 = PD_GPA;
+	sregs.cr0 = 0x80010011;			/* PG, WP, ET, PE */
+	sregs.cr4 = 0x20;			/* PAE */
+	sregs.efer = 0x500;			/* LME, LMA */
+	sregs.cr3 = LM_PML4_GPA;
 	sregs.cs.l = 1;
 	sregs.cs.db = 0;
+	sregs.idt.base = IDT_GPA;
+	sregs.idt.limit = 16 * 32 - 1;
+	sregs.gdt.base = GDT_GPA;
+	sregs.gdt.limit = sizeof(gdt) - 1;
 	set_sregs(_metadata, &self->vcpu, &sregs);
-	run_expect(_metadata, &self->vcpu, KVM_EXIT_INTERNAL_ERROR);
+	get_regs(_metadata, &self->vcpu, &regs);
+	regs.rsp = 0xf000;
+	set_regs(_metadata, &self->vcpu, &regs);
+
+	EXPECT_EQ((__u32)LM_VALUE_LO, io_value(run_expect_io(_metadata, &self->vcpu,
+							     KVM_EXIT_IO_OUT, 4, PG_PORT), 4));
+	EXPECT_EQ((__u32)LM_VALUE_HI, io_value(run_expect_io(_metadata, &self->vcpu,
+							     KVM_EXIT_IO_OUT, 4, PG_PORT), 4));
+	EXPECT_EQ((__u32)UNMAPPED_LA, io_value(run_expect_io(_metadata, &self->vcpu,
+							     KVM_EXIT_IO_OUT, 4, PG_FAULT_PORT), 4));
+	/* Supervisor read of a not-present page: error code 0. */
+	EXPECT_EQ(0U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4,
+					     PG_FAULT_PORT), 4));
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	memcpy(&v, self->vm.mem + DATA_GPA, 8);
+	EXPECT_EQ(0x0123456789abcdefULL, v);
+	/* Accessed and dirty on the written leaf. */
+	EXPECT_EQ(0x60ULL, pt[0] & 0x60);
+	get_sregs(_metadata, &self->vcpu, &sregs);
+	EXPECT_EQ(0x500ULL, sregs.efer & 0x500);
+	EXPECT_EQ((__u64)UNMAPPED_LA, sregs.cr2);
 }
 
 TEST_F(run, run_bad_inputs)

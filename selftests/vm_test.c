@@ -340,6 +340,20 @@ TEST_F(vm, tss_and_identity_map_addresses)
 	close(vcpu);
 }
 
+/* The shadow MMU's page budget: at least 64 pages (KVM's minimum). */
+TEST_F(vm, set_nr_mmu_pages)
+{
+	ASSERT_EQ(1, ioctl(self->vm, KVM_CHECK_EXTENSION, KVM_CAP_MMU_SHADOW_CACHE_CONTROL));
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_SET_NR_MMU_PAGES, 63UL));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_NR_MMU_PAGES, 64UL));
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_NR_MMU_PAGES, 4096UL));
+	/* And with a slot in place (the default budget follows the slots). */
+	EXPECT_EQ(0, set_region(self->vm, 0, 0, 0, 4 * MB, self->mem));
+	EXPECT_EQ(0, ioctl(self->vm, KVM_SET_NR_MMU_PAGES, 64UL));
+}
+
 TEST_F(vm, tsc_khz_on_vm_and_vcpu)
 {
 	int vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);

@@ -38,4 +38,15 @@ void rkvm_load_gs_index(u16 sel);
 int rkvm_rdmsr_safe(u32 msr, u64 *val);
 void rkvm_wrmsr(u32 msr, u64 val);
 
+/* A zeroed page below 4 GiB for a shadow page table (a PAE root must be
+ * there); NULL without memory. */
+void *rkvm_table_alloc(void);
+/* Frees a page from rkvm_table_alloc(). */
+void rkvm_table_free(void *va);
+/* The owner tag of such a page (page->private), and setting it. */
+unsigned long rkvm_table_owner(const void *va);
+void rkvm_table_set_owner(void *va, unsigned long owner);
+/* need_resched(). */
+bool rkvm_need_resched(void);
+
 #endif

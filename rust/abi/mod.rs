@@ -90,9 +90,14 @@ pub(crate) const KVM_RUN: u32 = _IO(KVMIO, 0x80);
 pub(crate) const KVM_SET_CPUID2: u32 = _IOW::<KvmCpuid2>(KVMIO, 0x90);
 /// vCPU ioctl: reads the guest's CPUID.
 pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
+/// VM ioctl: sets the shadow MMU's page budget.
+pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
+/// VM and vCPU ioctl: returns a binary statistics fd (see `crate::stats`).
+pub(crate) const KVM_GET_STATS_FD: u32 = _IO(KVMIO, 0xce);
 
 /// Capability numbers rkvm reports (`KVM_CAP_*`).
 mod cap {
+    pub(super) const MMU_SHADOW_CACHE_CONTROL: usize = 2;
     pub(super) const USER_MEMORY: usize = 3;
     pub(super) const SET_TSS_ADDR: usize = 4;
     pub(super) const EXT_CPUID: usize = 7;
@@ -109,6 +114,7 @@ mod cap {
     pub(super) const MAX_VCPU_ID: usize = 128;
     pub(super) const IMMEDIATE_EXIT: usize = 136;
     pub(super) const USER_MEMORY2: usize = 231;
+    pub(super) const BINARY_STATS_FD: usize = 203;
 }
 
 /// The most vCPUs one VM may have, and the bound on their ids.
@@ -133,7 +139,9 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::USER_NMI
         | cap::MP_STATE
         | cap::EXT_CPUID
-        | cap::VCPU_EVENTS => 1,
+        | cap::VCPU_EVENTS
+        | cap::BINARY_STATS_FD
+        | cap::MMU_SHADOW_CACHE_CONTROL => 1,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,

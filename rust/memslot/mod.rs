@@ -33,6 +33,11 @@ pub(crate) struct Memslots {
 }
 
 impl Memslots {
+    /// The number of guest pages all slots hold.
+    pub(crate) fn total_pages(&self) -> u64 {
+        self.slots.iter().map(|s| s.npages).sum()
+    }
+
     /// The slot holding guest frame `gfn`.
     pub(crate) fn find(&self, gfn: u64) -> Option<&Slot> {
         let i = self.slots.partition_point(|s| s.end_gfn() <= gfn);

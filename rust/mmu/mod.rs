@@ -2,21 +2,19 @@
 
 //! Second-level translation of guest-physical memory.
 //!
-//! Today: the EPT identity map that unpaged guest modes run on ([`ept`]),
-//! the guest page-table walker ([`walk`]), and the virtual TLB that paged
-//! 32-bit guests run on ([`vtlb`]); the rmap lists ([`pte_list`]) behind the
-//! EPT map and, later, the shadow MMU proper.
+//! The EPT identity map that unpaged guest modes run on ([`ept`]), the
+//! shadow MMU that paged guests run on ([`shadow`]), the guest page-table
+//! walker it uses ([`walk`]), and the rmap lists ([`pte_list`]) both keep.
 
 pub(crate) mod ept;
-// The EPT map uses add and drain; removal, retain, the invalid flag and the
-// chain statistics serve the shadow MMU proper and the invalidation work
-// (host-tested already).
+// Retain, the invalid flag and the chain statistics serve the invalidation
+// work to come (host-tested already).
 #[allow(dead_code)]
 pub(crate) mod pte_list;
-pub(crate) mod vtlb;
-// The walker also handles 4/5-level paging, implicit accesses and PDPTE
-// checks, which the module uses once long mode and the full shadow MMU land
-// (the host tests exercise all of it).
+pub(crate) mod shadow;
+pub(crate) mod stats;
+// 5-level paging, implicit accesses and the PDPTE check are host-tested
+// but not used by the module yet.
 #[allow(dead_code)]
 pub(crate) mod walk;
 

@@ -16,9 +16,13 @@
 
 mod paging;
 
-use crate::mmu::walk::Kind;
-
-use core::sync::atomic::Ordering;
+use crate::{
+    mmu::walk::Kind,
+    stats::{
+        VcpuStat,
+        VcpuStats, //
+    },
+};
 
 use kernel::{
     page::Page,
@@ -67,7 +71,10 @@ use crate::{
             Mode, //
         },
         msr, pio,
-        sregs::cr0,
+        sregs::{
+            cr0,
+            efer, //
+        },
     },
 };
 
@@ -80,7 +87,6 @@ const RBX: usize = 3;
 const RSP: usize = 4;
 const RSI: usize = 6;
 const RDI: usize = 7;
-
 const CR0_TS: u64 = 1 << 3;
 const CR0_ET: u64 = 1 << 4;
 const CR0_NE: u64 = 1 << 5;
@@ -103,9 +109,6 @@ const EVENT_TYPE_MASK: u32 = 7 << 8;
 const GP_VECTOR: u32 = 13;
 /// Data offset of the PIO page in the vCPU mmap area.
 const PIO_DATA_OFFSET: u64 = 4096;
-/// `internal.data[0]` when an unsupported paging mode (long mode) is found
-/// on entry rather than on an exit.
-const PAGING_AT_ENTRY: u64 = 0xffff_ffff;
 /// Page-fault vector and CR4.PAE.
 pub(super) const PF_VECTOR: u32 = 14;
 pub(super) const CR4_PAE: u64 = 1 << 5;
@@ -133,6 +136,12 @@ impl RunArea<'_> {
     fn read(&self, offset: usize, bytes: &mut [u8]) {
         // SAFETY: as for `write`, with a valid destination.
         let _ = unsafe { self.run.read_raw(bytes.as_mut_ptr(), offset, bytes.len()) };
+    }
+
+    fn exit_reason(&self) -> u32 {
+        let mut b = [0u8; 4];
+        self.read(kr::EXIT_REASON, &mut b);
+        u32::from_ne_bytes(b)
     }
 
     fn set_exit(&self, exit_reason: u32) {
@@ -220,10 +229,24 @@ fn set_reg(st: &mut State, n: usize, v: u64) {
     *slot = v;
 }
 
-/// Skips the instruction that exited (unpaged modes: EIP wraps at 32
-/// bits) and drops STI/MOV-SS blocking, as completing it would.
+/// CS.L: a 64-bit code segment (in IA-32e mode).
+const AR_L: u32 = 1 << 13;
+
+/// The bits of RIP the guest's code size keeps: all of them in 64-bit
+/// code, EIP otherwise.
+fn rip_mask(lma: bool, cs_ar: u32) -> u64 {
+    if lma && cs_ar & AR_L != 0 {
+        u64::MAX
+    } else {
+        0xffff_ffff
+    }
+}
+
+/// Skips the instruction that exited (EIP wraps at 32 bits outside 64-bit
+/// code) and drops STI/MOV-SS blocking, as completing it would.
 fn skip(st: &mut State, len: u64) {
-    st.regs.rip = st.regs.rip.wrapping_add(len) & 0xffff_ffff;
+    let mask = rip_mask(st.efer & efer::LMA != 0, st.segs[SEG_CS].ar);
+    st.regs.rip = st.regs.rip.wrapping_add(len) & mask;
     st.interruptibility &= !BLOCKING_STI_MOV_SS;
 }
 
@@ -477,21 +500,20 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
     }
     loop {
         if shim::signal_pending() {
+            vcpu.stats.inc(VcpuStat::SignalExits);
             area.set_exit(kr::EXIT_INTR);
             return Err(EINTR);
         }
         shim::cond_resched();
-        let Ok(paged) = paging::paged(st) else {
-            area.internal_error(kr::INTERNAL_ERROR_EMULATION, &[PAGING_AT_ENTRY, st.cr0]);
-            return Ok(0);
-        };
+        let paged = paging::paged(st);
         if paged {
-            // Created (allocated) here, outside the window.
-            paging::vtlb(vm, st)?;
+            // Found or built here, outside the window (it may allocate).
+            paging::load_root(vm, st)?;
         }
         let outcome = {
             let mut hw = vcpu.hw.lock();
-            enter_guest(vm, &vcpu.running_cpu, &mut hw, st, want_window, paged)
+            let running = vm.running_cell(vcpu.index);
+            enter_guest(vm, running, &vcpu.stats, &mut hw, st, want_window, paged)
         };
         let exit = match outcome {
             Outcome::Busy => {
@@ -515,7 +537,19 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
         };
         match handle_slow(vm, st, area, &exit)? {
             Step::Continue => continue,
-            Step::ToUser => return Ok(0),
+            Step::ToUser => {
+                let stat = match area.exit_reason() {
+                    kr::EXIT_IO => Some(VcpuStat::IoExits),
+                    kr::EXIT_MMIO => Some(VcpuStat::MmioExits),
+                    kr::EXIT_HLT => Some(VcpuStat::HaltExits),
+                    kr::EXIT_IRQ_WINDOW_OPEN => Some(VcpuStat::IrqWindowExits),
+                    _ => None,
+                };
+                if let Some(stat) = stat {
+                    vcpu.stats.inc(stat);
+                }
+                return Ok(0);
+            }
         }
     }
 }
@@ -524,6 +558,7 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
 fn enter_guest(
     vm: &Vm,
     running: &core::sync::atomic::AtomicI32,
+    stats: &VcpuStats,
     hw: &mut crate::vmx::window::VmxPages,
     st: &mut State,
     want_window: bool,
@@ -537,18 +572,18 @@ fn enter_guest(
         Err(OpenError::Busy) => return Outcome::Busy,
         Err(OpenError::VmxFailed) => return Outcome::VmxFailed,
     };
-    // A slot deleted or moved since the last window: the shadow may hold
-    // pages that are about to be unpinned. The check follows the
-    // publication of `running_cpu` in `Window::open`, so either this sees
-    // the new generation or the updater's kick sees this window.
+    // A root invalidated or made obsolete since it was checked: check it
+    // again outside the window. This follows the publication of
+    // `running_cpu` in `Window::open`, so either it sees the new epoch or
+    // the invalidator's kick sees this window.
     let shadow_root = if paged {
-        let gen = vm.mmu_gen();
-        st.vtlb.as_mut().map(|t| {
-            if t.gen() != gen {
-                t.flush(gen);
-            }
-            t.cr3()
-        })
+        if st.roots.epoch() != vm.roots_epoch() {
+            return Outcome::Reopen;
+        }
+        match st.roots.hpa() {
+            Some(hpa) => Some(hpa),
+            None => return Outcome::Reopen,
+        }
     } else {
         None
     };
@@ -587,7 +622,7 @@ fn enter_guest(
     // What `load_guest` wrote.
     let mut proc_now = base_proc;
     let outcome = loop {
-        prepare_events(&mut w, st, base_proc, want_window, &mut proc_now);
+        prepare_events(&mut w, st, stats, base_proc, want_window, &mut proc_now);
         if let Some(ev) = st.pending_event.take() {
             w.write(field::ENTRY_INTR_INFO, u64::from(ev.info));
             w.write(field::ENTRY_EXCEPTION_ERROR_CODE, u64::from(ev.error_code));
@@ -597,6 +632,7 @@ fn enter_guest(
         if let Err(err) = w.enter(&mut gprs, &mut st.cr2) {
             break Outcome::VmFail(err);
         }
+        stats.inc(VcpuStat::Exits);
         let e = ExitInfo {
             reason: ExitReason(w.read(field::EXIT_REASON) as u32),
             qualification: w.read(field::EXIT_QUALIFICATION),
@@ -620,7 +656,7 @@ fn enter_guest(
                 insn_len: e.insn_len as u32,
             });
         }
-        match handle_fast(&mut w, st, &mut gprs, &e, vm.mmu_gen()) {
+        match handle_fast(&mut w, st, &mut gprs, &e, vm) {
             Fast::Resume => continue,
             Fast::Leave => break Outcome::Exit(e),
             Fast::Reopen => break Outcome::Reopen,
@@ -637,6 +673,7 @@ fn enter_guest(
 fn prepare_events(
     w: &mut Window<'_>,
     st: &mut State,
+    stats: &VcpuStats,
     base_proc: u32,
     want_window: bool,
     proc_now: &mut u32,
@@ -648,6 +685,7 @@ fn prepare_events(
         let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
         if st.nmi && blocking & (BLOCKING_NMI | BLOCKING_STI_MOV_SS) == 0 {
             st.nmi = false;
+            stats.inc(VcpuStat::NmiInjections);
             st.pending_event = Some(Event {
                 info: EVENT_VALID | EVENT_TYPE_NMI | NMI_VECTOR,
                 error_code: 0,
@@ -657,6 +695,7 @@ fn prepare_events(
             let rflags = w.read(field::GUEST_RFLAGS);
             if rflags & RFLAGS_IF != 0 && blocking & BLOCKING_STI_MOV_SS == 0 {
                 st.irq = None;
+                stats.inc(VcpuStat::IrqInjections);
                 st.pending_event = Some(Event {
                     info: EVENT_VALID | EVENT_TYPE_EXT_INTR | u32::from(v),
                     error_code: 0,
@@ -682,9 +721,9 @@ fn prepare_events(
 /// of the last window the VMCS may be on another CPU, so nothing is
 /// assumed to be there already.
 ///
-/// `shadow_root` is the hardware CR3 of a paged guest (its virtual TLB):
-/// then EPT and unrestricted guest are off, CR3 accesses and INVLPG exit,
-/// and every #PF exits. Returns the primary processor-based controls.
+/// `shadow_root` is the hardware CR3 of a paged guest (its shadow root):
+/// then EPT and unrestricted guest are off, CR3 accesses and every #PF
+/// exit. Returns the primary processor-based controls.
 fn load_guest(
     w: &mut Window<'_>,
     st: &State,
@@ -700,7 +739,9 @@ fn load_guest(
     let paged = shadow_root.is_some();
     let (proc, proc2, exceptions) = if paged {
         (
-            c.proc | proc::CR3_LOAD_EXITING | proc::CR3_STORE_EXITING | proc::INVLPG_EXITING,
+            // INVLPG runs natively: the shadow follows every guest table
+            // write, so there is nothing to invalidate but the TLB entry.
+            c.proc | proc::CR3_LOAD_EXITING | proc::CR3_STORE_EXITING,
             c.proc2 & !(proc2::ENABLE_EPT | proc2::UNRESTRICTED_GUEST),
             1u64 << PF_VECTOR,
         )
@@ -711,7 +752,13 @@ fn load_guest(
     w.write(field::PROC_BASED_CONTROLS, u64::from(proc));
     w.write(field::PROC_BASED_CONTROLS2, u64::from(proc2));
     w.write(field::EXIT_CONTROLS, u64::from(c.exit));
-    w.write(field::ENTRY_CONTROLS, u64::from(c.entry));
+    // IA-32e mode follows EFER.LMA (a VM exit stores it back).
+    let entry = if st.efer & efer::LMA != 0 {
+        c.entry | crate::vmx::caps::entry::IA32E_MODE
+    } else {
+        c.entry & !crate::vmx::caps::entry::IA32E_MODE
+    };
+    w.write(field::ENTRY_CONTROLS, u64::from(entry));
     w.write(field::EXCEPTION_BITMAP, exceptions);
     for f in [
         field::PAGE_FAULT_ERROR_CODE_MASK,
@@ -805,7 +852,9 @@ fn save_guest(w: &Window<'_>, st: &mut State, g: &[u64; 16], paged: bool) {
 
 /// Skips the exiting instruction inside the window.
 fn skip_in_window(w: &mut Window<'_>, len: u64) {
-    let rip = w.read(field::GUEST_RIP).wrapping_add(len) & 0xffff_ffff;
+    let lma = w.read(field::GUEST_IA32_EFER) & efer::LMA != 0;
+    let mask = rip_mask(lma, w.read(field::guest_seg(1).2) as u32);
+    let rip = w.read(field::GUEST_RIP).wrapping_add(len) & mask;
     w.write(field::GUEST_RIP, rip);
     let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
     if blocking & BLOCKING_STI_MOV_SS != 0 {
@@ -833,7 +882,7 @@ fn handle_fast(
     st: &mut State,
     g: &mut [u64; 16],
     e: &ExitInfo,
-    gen: u64,
+    vm: &Vm,
 ) -> Fast {
     match e.reason.basic() {
         reason::EXCEPTION_NMI if e.intr_info & EVENT_TYPE_MASK == EVENT_TYPE_NMI => {
@@ -856,14 +905,7 @@ fn handle_fast(
             skip_in_window(w, e.insn_len);
             Fast::Resume
         }
-        reason::CR_ACCESS => handle_cr(w, st, g, e, gen),
-        reason::INVLPG => {
-            if let Some(t) = st.vtlb.as_mut() {
-                t.invalidate(e.qualification);
-            }
-            skip_in_window(w, e.insn_len);
-            Fast::Resume
-        }
+        reason::CR_ACCESS => handle_cr(w, st, g, e, vm),
         // `prepare_events` injects what was waiting; an interrupt window
         // nobody queued an interrupt for is user space's.
         reason::NMI_WINDOW => Fast::Resume,
@@ -884,6 +926,12 @@ fn handle_fast(
             };
             if ok {
                 skip_in_window(w, e.insn_len);
+                if e.reason.basic() == reason::WRMSR
+                    && index == msr::index::EFER
+                    && st.cr0 & cr0::PG != 0
+                {
+                    return switch_root(w, st, vm);
+                }
             } else {
                 let protected = w.read(field::CR0_READ_SHADOW) & cr0::PE != 0;
                 inject_gp(st, protected);
@@ -963,11 +1011,8 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
                 return false;
             }
             w.write(field::GUEST_IA32_EFER, new);
-            // NXE decides what the shadow's XD bits mean.
-            if let Some(t) = st.vtlb.as_mut() {
-                let gen = t.gen();
-                t.flush(gen);
-            }
+            // NXE is part of the shadow pages' role (see `handle_fast`).
+            st.efer = new;
         }
         msr::index::APIC_BASE => return false,
         msr::index::SYSENTER_CS => w.write(field::GUEST_SYSENTER_CS, v & 0xffff_ffff),
@@ -987,14 +1032,9 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
 }
 
 /// MOV to CR0/CR3/CR4, MOV from CR3, CLTS and LMSW (KVM's
-/// `handle_cr()`/`kvm_set_cr0()`/`kvm_set_cr4()` rules).
-fn handle_cr(
-    w: &mut Window<'_>,
-    st: &mut State,
-    g: &mut [u64; 16],
-    e: &ExitInfo,
-    gen: u64,
-) -> Fast {
+/// `handle_cr()`/`kvm_set_cr0()`/`kvm_set_cr4()` rules), including entry to
+/// and exit from IA-32e mode through CR0.PG with EFER.LME.
+fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo, vm: &Vm) -> Fast {
     let gpr = |w: &Window<'_>, g: &[u64; 16], n: u8| {
         if usize::from(n) == RSP {
             w.read(field::GUEST_RSP)
@@ -1004,12 +1044,13 @@ fn handle_cr(
     };
     let old = w.read(field::CR0_READ_SHADOW);
     let paged = old & cr0::PG != 0;
+    let lma = st.efer & efer::LMA != 0;
     let new_cr0 = match CrAccess::from_qualification(e.qualification) {
         CrAccess::ToCr { cr: 0, gpr: n } => gpr(w, g, n),
         CrAccess::ToCr { cr: 4, gpr: n } => {
-            let v = gpr(w, g, n) & 0xffff_ffff;
+            let v = gpr(w, g, n);
             let cpu = cpuid::guest_cpu(&st.cpuid);
-            if !cpu.cr4_valid(v) {
+            if v >> 32 != 0 || !cpu.cr4_valid(v) || (lma && v & CR4_PAE == 0) {
                 inject_gp(st, old & cr0::PE != 0);
                 return Fast::Resume;
             }
@@ -1017,22 +1058,27 @@ fn handle_cr(
             w.write(field::CR4_READ_SHADOW, v);
             w.write(field::GUEST_CR4, hw_cr4(v, fixed0, paged));
             st.cr4 = v;
-            // Paging-mode bits may change what every translation means.
-            flush_shadow(st, gen);
             skip_in_window(w, e.insn_len);
-            return Fast::Resume;
+            // Paging-mode bits are part of the shadow pages' role.
+            return if paged {
+                switch_root(w, st, vm)
+            } else {
+                Fast::Resume
+            };
         }
         CrAccess::ToCr { cr: 3, gpr: n } => {
-            let v = gpr(w, g, n) & 0xffff_ffff;
-            if paged {
-                // A CR3 load flushes the (virtual) TLB; the hardware keeps
-                // running on the shadow root.
-                st.cr3 = v;
-                flush_shadow(st, gen);
+            let v = if lma {
+                gpr(w, g, n) & CR3_LONG_MASK
             } else {
-                w.write(field::GUEST_CR3, v);
-            }
+                gpr(w, g, n) & 0xffff_ffff
+            };
             skip_in_window(w, e.insn_len);
+            if paged {
+                // The hardware runs on the root that shadows the new table.
+                st.cr3 = v;
+                return switch_root(w, st, vm);
+            }
+            w.write(field::GUEST_CR3, v);
             return Fast::Resume;
         }
         CrAccess::FromCr { cr: 3, gpr: n } => {
@@ -1055,14 +1101,38 @@ fn handle_cr(
         _ => return Fast::Leave,
     };
     let v = new_cr0 | CR0_ET;
-    // Outside long mode the upper half does not exist; KVM rejects set
-    // bits there, PG without PE and NW without CD with #GP.
+    // The upper half is reserved; KVM rejects set bits there, PG without
+    // PE and NW without CD with #GP.
     if v >> 32 != 0
         || (v & cr0::PG != 0 && v & cr0::PE == 0)
         || (v & cr0::NW != 0 && v & cr0::CD == 0)
     {
         inject_gp(st, old & cr0::PE != 0);
         return Fast::Resume;
+    }
+    if (old ^ v) & cr0::PG != 0 {
+        // Paging on with EFER.LME activates IA-32e mode (PAE required, and
+        // not from a 64-bit code segment); paging off leaves it (not from
+        // 64-bit code either).
+        let cs_l = w.read(field::guest_seg(1).2) as u32 & AR_L != 0;
+        let efer_now = w.read(field::GUEST_IA32_EFER);
+        let new_efer = if v & cr0::PG != 0 && efer_now & efer::LME != 0 {
+            if st.cr4 & CR4_PAE == 0 || cs_l {
+                inject_gp(st, true);
+                return Fast::Resume;
+            }
+            efer_now | efer::LMA
+        } else if v & cr0::PG == 0 && lma {
+            if cs_l {
+                inject_gp(st, true);
+                return Fast::Resume;
+            }
+            efer_now & !efer::LMA
+        } else {
+            efer_now
+        };
+        w.write(field::GUEST_IA32_EFER, new_efer);
+        st.efer = new_efer;
     }
     w.write(field::CR0_READ_SHADOW, v);
     st.cr0 = v;
@@ -1073,11 +1143,15 @@ fn handle_cr(
         return Fast::Reopen;
     }
     w.write(field::GUEST_CR0, hw_cr0(v));
-    if (old ^ v) & cr0::WP != 0 {
-        flush_shadow(st, gen);
+    if paged && (old ^ v) & cr0::WP != 0 {
+        return switch_root(w, st, vm);
     }
     Fast::Resume
 }
+
+/// CR3 bits a long-mode guest may load: the table address up to bit 51
+/// and the PWT/PCD bits (bit 63, "no flush", needs PCIDE, not offered).
+const CR3_LONG_MASK: u64 = 0x000f_ffff_ffff_ffff;
 
 /// The CR4 bits VMX operation forces on (VMXE), from the VMCS's own view:
 /// the hardware CR4 minus the guest's (PAE aside, which paging forces).
@@ -1085,12 +1159,19 @@ fn st_cr4_fixed0(w: &Window<'_>) -> u64 {
     w.read(field::GUEST_CR4) & !w.read(field::CR4_READ_SHADOW)
 }
 
-/// Drops every shadow translation (inside the window: it only frees
-/// memory).
-fn flush_shadow(st: &mut State, gen: u64) {
-    if let Some(t) = st.vtlb.as_mut() {
-        t.flush(gen);
+/// After a change of CR3 or of a control that is part of the shadow
+/// pages' role: runs on the matching root at once if the vCPU holds it
+/// (current or cached) and no root was invalidated since they were
+/// checked; otherwise the window closes and the root is found or built
+/// outside it.
+fn switch_root(w: &mut Window<'_>, st: &mut State, vm: &Vm) -> Fast {
+    if st.roots.epoch() == vm.roots_epoch() {
+        if let Some(hpa) = st.roots.switch(paging::root_key(st)) {
+            w.write(field::GUEST_CR3, hpa);
+            return Fast::Resume;
+        }
     }
+    Fast::Reopen
 }
 
 /// Exits handled after the window closed.
@@ -1195,7 +1276,11 @@ fn handle_io(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Resul
         emulation_failure(area, &[]);
         return Ok(Step::ToUser);
     };
-    let mut low = chunk.low & 0xffff_ffff;
+    let mut low = if st.efer & efer::LMA != 0 {
+        chunk.low
+    } else {
+        chunk.low & 0xffff_ffff
+    };
     if st.cr0 & cr0::PG != 0 {
         // The run lies in one page: translate its lowest byte.
         let kind = if io.input { Kind::Write } else { Kind::Read };
@@ -1306,26 +1391,8 @@ fn handle_ept_violation(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInf
 /// Emulates the instruction at CS:RIP, which accessed `gpa` that no slot
 /// backs, through a `KVM_EXIT_MMIO`.
 fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result<Step> {
-    let cs = &st.segs[SEG_CS];
-    let lin = cs.base.wrapping_add(st.regs.rip) & 0xffff_ffff;
-    let mut bytes = [0u8; decode::MAX_LEN];
-    let n = if st.cr0 & cr0::PG != 0 {
-        vm.fetch(lin, &mut bytes, |la| {
-            paging::translate(vm, st, la & 0xffff_ffff, Kind::Fetch)
-        })
-    } else {
-        vm.fetch(lin, &mut bytes, Some)
-    };
-    if n == 0 {
-        emulation_failure(area, &bytes[..n]);
-        return Ok(Step::ToUser);
-    }
-    let mode = if cs.ar & AR_DB != 0 {
-        Mode::Bits32
-    } else {
-        Mode::Bits16
-    };
-    let Ok(insn) = decode::decode(&bytes[..n], mode) else {
+    let (bytes, n, insn) = fetch_insn(vm, st);
+    let Some(insn) = insn else {
         emulation_failure(area, &bytes[..n]);
         return Ok(Step::ToUser);
     };
@@ -1347,6 +1414,39 @@ fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result
         }
     }
     Ok(Step::ToUser)
+}
+
+/// The instruction at CS:RIP: its bytes, how many could be fetched, and
+/// its decoding if it is one the decoder knows.
+fn fetch_insn(vm: &Vm, st: &State) -> ([u8; decode::MAX_LEN], usize, Option<decode::Insn>) {
+    let cs = &st.segs[SEG_CS];
+    let lma = st.efer & efer::LMA != 0;
+    let code64 = rip_mask(lma, cs.ar) == u64::MAX;
+    // 64-bit code ignores the CS base.
+    let lin = if code64 {
+        st.regs.rip
+    } else {
+        cs.base.wrapping_add(st.regs.rip) & 0xffff_ffff
+    };
+    let mut bytes = [0u8; decode::MAX_LEN];
+    let n = if st.cr0 & cr0::PG != 0 {
+        vm.fetch(lin, &mut bytes, |la| {
+            paging::translate(vm, st, la, Kind::Fetch)
+        })
+    } else {
+        vm.fetch(lin, &mut bytes, Some)
+    };
+    let mode = if code64 {
+        Mode::Bits64
+    } else if cs.ar & AR_DB != 0 {
+        Mode::Bits32
+    } else {
+        Mode::Bits16
+    };
+    let insn = (n > 0)
+        .then(|| decode::decode(bytes.get(..n).unwrap_or(&[]), mode).ok())
+        .flatten();
+    (bytes, n, insn)
 }
 
 fn size_mask(size: u8) -> u64 {
@@ -1396,12 +1496,6 @@ fn complete_mmio_load(st: &mut State, area: &RunArea<'_>, insn: &Insn) {
         set_reg(st, n, v);
     }
     skip(st, u64::from(insn.len));
-}
-
-/// Whether the vCPU is inside a VMX window right now (for kicks).
-pub(crate) fn running_cpu(vcpu: &Vcpu) -> Option<i32> {
-    let cpu = vcpu.running_cpu.load(Ordering::SeqCst);
-    (cpu >= 0).then_some(cpu)
 }
 
 /// Guest memory through the VMM's mapping of a slot.

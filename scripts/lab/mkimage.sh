@@ -9,7 +9,7 @@
 # 45 s of emulated time per boot under KASAN and lockdep (66 s instead of
 # 111 s to /init), and nothing in the lab needs ACPI; the runner ends a run at
 # the init's end marker instead of waiting for an ACPI poweroff.
-#   mkimage.sh KDIR OUT   ->  OUT/lab/{vmx,smp,novmx,demo}.iso
+#   mkimage.sh KDIR OUT   ->  OUT/lab/{vmx,smp,novmx,demo,mmu}.iso
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../versions.env"
@@ -33,7 +33,7 @@ for t in "$out"/selftests/*; do
 done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$lab/initrd.gz"
 
-for mode in vmx smp novmx demo; do
+for mode in vmx smp novmx demo mmu; do
 	iso=$lab/iso-$mode
 	rm -rf "$iso"
 	mkdir -p "$iso"
@@ -49,4 +49,4 @@ EOC
 		-no-emul-boot -boot-load-size 4 -boot-info-table "$iso" 2>/dev/null
 	rm -rf "$iso"
 done
-log "lab media in $lab: $(du -h "$lab/initrd.gz" | cut -f1) initramfs, ISOs for vmx smp novmx demo"
+log "lab media in $lab: $(du -h "$lab/initrd.gz" | cut -f1) initramfs, ISOs for vmx smp novmx demo mmu"

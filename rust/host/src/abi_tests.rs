@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Checks the Rust ABI structures (`rust/abi/structs.rs`) against
+//! Checks the Rust ABI structures (`rust/abi/structs.rs`) and the stats
+//! file's field offsets (`rust/stats/layout.rs`) against
 //! `selftests/abi_layout.h`, whose values the C compiler checks against the
 //! kernel's `<linux/kvm.h>`: together, the Rust layout equals the C one.
 
@@ -26,6 +27,10 @@ fn size(s: &str) -> Option<usize> {
         "kvm_msr_entry" => size_of::<KvmMsrEntry>(),
         "kvm_msr_list" => size_of::<u32>(),
         "kvm_vcpu_events" => size_of::<KvmVcpuEvents>(),
+        // Written field by field by `stats_layout` (the C `name` is a
+        // flexible array, not counted in the size).
+        "kvm_stats_header" => crate::stats_layout::header::SIZE,
+        "kvm_stats_desc" => crate::stats_layout::desc::NAME,
         _ => return None,
     })
 }
@@ -72,6 +77,30 @@ fn offset(s: &str, f: &str) -> Option<usize> {
         "kvm_cpuid_entry2" => fields!(KvmCpuidEntry2:
             "function" => function, "index" => index, "flags" => flags, "eax" => eax,
             "ebx" => ebx, "ecx" => ecx, "edx" => edx, "padding" => padding),
+        "kvm_stats_header" => {
+            use crate::stats_layout::header::*;
+            match f {
+                "flags" => Some(FLAGS),
+                "name_size" => Some(NAME_SIZE),
+                "num_desc" => Some(NUM_DESC),
+                "id_offset" => Some(ID_OFFSET),
+                "desc_offset" => Some(DESC_OFFSET),
+                "data_offset" => Some(DATA_OFFSET),
+                _ => None,
+            }
+        }
+        "kvm_stats_desc" => {
+            use crate::stats_layout::desc::*;
+            match f {
+                "flags" => Some(FLAGS),
+                "exponent" => Some(EXPONENT),
+                "size" => Some(SIZE),
+                "offset" => Some(OFFSET),
+                "bucket_size" => Some(BUCKET_SIZE),
+                "name" => Some(NAME),
+                _ => None,
+            }
+        }
         "kvm_run" => {
             use crate::structs::kvm_run::*;
             Some(match f {

@@ -32,6 +32,8 @@ pub mod pte_list;
 pub mod segment;
 #[path = "../../x86/sregs.rs"]
 pub mod sregs;
+#[path = "../../stats/layout.rs"]
+pub mod stats_layout;
 #[path = "../../mmu/walk.rs"]
 pub mod walk;
 
@@ -57,5 +59,7 @@ mod region_tests;
 mod segment_tests;
 #[cfg(test)]
 mod sregs_tests;
+#[cfg(test)]
+mod stats_tests;
 #[cfg(test)]
 mod walk_tests;
