@@ -97,12 +97,14 @@ if ! [ -e build/lab/vmx.iso ]; then
 fi
 # Most suites run on one emulated CPU (a 2-CPU Bochs guest is ~2.5x
 # slower); the smp run keeps the tests that need vCPUs on several CPUs.
+# The vmx boot takes ~20 min since mmu_test runs on kvm_intel ept=0 and on
+# rkvm there: each boot may take 45 min.
 stamp "lab: booting VMX ($BOCHS_CPU_VMX x1), SMP ($BOCHS_CPU_VMX x2) and no-VMX ($BOCHS_CPU_NOVMX) guests in parallel"
 python3 scripts/lab/run.py --outdir build/lab/runs --results "$results" \
 	--run "vmx:build/lab/vmx.iso:$BOCHS_CPU_VMX:1" \
 	--run "smp:build/lab/smp.iso:$BOCHS_CPU_VMX:2" \
 	--run "novmx:build/lab/novmx.iso:$BOCHS_CPU_NOVMX:1" \
-	--mem "$LAB_MEM_MB" | tee "$out/lab.log"
+	--mem "$LAB_MEM_MB" --timeout 2700 | tee "$out/lab.log"
 if [ -e build/lab/runs/vmx/tap.log ]; then
 	stamp "shadow MMU cost, guest cycles (from the vmx run; make lab-mmu reruns it alone):"
 	scripts/lab/mmu_cost.sh build/lab/runs/vmx/tap.log | tee -a "$out/lab.log" || true
