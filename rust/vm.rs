@@ -266,6 +266,12 @@ impl Vm {
     /// The host page behind guest frame `gfn` (pinned, and mapped in the
     /// EPT), or `None` if no slot backs it.
     pub(crate) fn gfn_pfn(&self, gfn: u64) -> Result<Option<u64>> {
+        // Mapped already (the common case on a shadow fault, for the guest
+        // tables above all): no pin to take and give back. A slot change
+        // racing with this is caught under the MMU lock (generation).
+        if let Some(pfn) = self.ept.lock().lookup(gfn) {
+            return Ok(Some(pfn));
+        }
         if !self.map_gfn(gfn)? {
             return Ok(None);
         }
@@ -301,13 +307,11 @@ impl Vm {
         let mut pfns = KVec::new();
         self.ept.lock().zap_slot(base_gfn, &mut pfns)?;
         // Shadow pages may map these pages too: retire them all, then the
-        // slot's (now empty) rmap.
+        // slot's (now empty) rmap. Retiring them kicks every vCPU out of
+        // its window after the EPT change above, which is the kick the
+        // EPT needs too.
         self.zap_all_shadow();
         self.mmu.lock().drop_rmap(base_gfn);
-        if pfns.is_empty() {
-            return Ok(());
-        }
-        self.kick_all();
         for pfn in pfns {
             // SAFETY: each pin was owned by the EPT, which gave it up in
             // `clear`; no vCPU can reach the page any more (kicked, and

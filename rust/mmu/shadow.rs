@@ -64,21 +64,19 @@ use super::{
         MmuStats,
         RMAP_HIST_BUCKETS, //
     },
+    // Shadow entries have the hardware's PAE/4-level format: the walker's
+    // entry bits serve both.
     walk::{
         Rights,
-        Translation, //
+        Translation,
+        PTE_P as P,
+        PTE_RW as RW,
+        PTE_US as US,
+        PTE_XD as XD, //
     },
 };
 use crate::shim;
 
-/// Shadow entry: present.
-const P: u64 = 1 << 0;
-/// Shadow entry: writable.
-const RW: u64 = 1 << 1;
-/// Shadow entry: user.
-const US: u64 = 1 << 2;
-/// Shadow entry: execute-disable.
-const XD: u64 = 1 << 63;
 /// Physical-address bits of a shadow entry.
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// No index.
@@ -569,7 +567,7 @@ impl Shadow {
 
     /// The current-generation page for `(gfn, role)`.
     fn find(&mut self, gfn: u64, role: Role) -> Option<u32> {
-        let mut i = self.buckets.get(hash(gfn)).copied().unwrap_or(NIL);
+        let mut i = self.bucket_head(gfn);
         let mut chain = 0u64;
         let mut found = None;
         while let Some(sp) = self.sp(i) {
@@ -587,14 +585,24 @@ impl Shadow {
 
     /// Whether a tracking current-generation page shadows `gfn`.
     fn protected(&self, gfn: u64) -> bool {
-        let mut i = self.buckets.get(hash(gfn)).copied().unwrap_or(NIL);
+        self.next_tracking(gfn, self.bucket_head(gfn)).is_some()
+    }
+
+    /// The first slot of `gfn`'s hash chain.
+    fn bucket_head(&self, gfn: u64) -> u32 {
+        self.buckets.get(hash(gfn)).copied().unwrap_or(NIL)
+    }
+
+    /// From slot `i` on along its hash chain, the first tracking,
+    /// current-generation page that shadows `gfn`.
+    fn next_tracking(&self, gfn: u64, mut i: u32) -> Option<u32> {
         while let Some(sp) = self.sp(i) {
             if sp.gfn == gfn && sp.role.tracks() && self.usable(sp) {
-                return true;
+                return Some(i);
             }
             i = sp.hash_next;
         }
-        false
+        None
     }
 
     /// The rmap list of `gfn`.
@@ -827,21 +835,11 @@ impl Shadow {
     /// no longer followed: KVM's `kvm_mmu_unprotect_page()`).
     pub(crate) fn unprotect(&mut self, gfn: u64) -> Changes {
         let mut ch = Changes::default();
-        loop {
-            let mut i = self.buckets.get(hash(gfn)).copied().unwrap_or(NIL);
-            let mut hit = None;
-            while let Some(sp) = self.sp(i) {
-                if sp.gfn == gfn && sp.role.tracks() && self.usable(sp) {
-                    hit = Some(i);
-                    break;
-                }
-                i = sp.hash_next;
-            }
-            match hit {
-                Some(i) => ch.merge(self.zap(i)),
-                None => return ch,
-            }
+        // A zap unhashes the page, so each search starts again at the head.
+        while let Some(i) = self.next_tracking(gfn, self.bucket_head(gfn)) {
+            ch.merge(self.zap(i));
         }
+        ch
     }
 
     /// A guest write of `len` bytes at `gpa` to a protected table (already
@@ -852,12 +850,12 @@ impl Shadow {
         let gfn = gpa >> 12;
         let (first, last) = (gpa & 0xfff, (gpa & 0xfff) + len.max(1) - 1);
         self.stats.mmu_pte_write += 1;
-        let mut i = self.buckets.get(hash(gfn)).copied().unwrap_or(NIL);
-        while let Some(sp) = self.sp(i) {
-            let next = sp.hash_next;
-            if sp.gfn == gfn && sp.role.tracks() && self.usable(sp) {
-                let role = sp.role;
-                let last = last.min(4095);
+        let last = last.min(4095);
+        let mut cur = self.next_tracking(gfn, self.bucket_head(gfn));
+        // Zapping entries leaves the page in its hash chain.
+        while let Some((i, sp)) = cur.and_then(|i| Some((i, self.sp(i)?))) {
+            let (role, next) = (sp.role, sp.hash_next);
+            {
                 if role.gpte4() {
                     let q = role.quadrant();
                     for gi in (first / 4)..=(last / 4) {
@@ -886,7 +884,7 @@ impl Shadow {
                     }
                 }
             }
-            i = next;
+            cur = self.next_tracking(gfn, next);
         }
         ch
     }

@@ -245,7 +245,7 @@ fn rip_mask(lma: bool, cs_ar: u32) -> u64 {
 /// Skips the instruction that exited (EIP wraps at 32 bits outside 64-bit
 /// code) and drops STI/MOV-SS blocking, as completing it would.
 fn skip(st: &mut State, len: u64) {
-    let mask = rip_mask(st.efer & efer::LMA != 0, st.segs[SEG_CS].ar);
+    let mask = rip_mask(paging::long_mode(st), st.segs[SEG_CS].ar);
     st.regs.rip = st.regs.rip.wrapping_add(len) & mask;
     st.interruptibility &= !BLOCKING_STI_MOV_SS;
 }
@@ -753,7 +753,7 @@ fn load_guest(
     w.write(field::PROC_BASED_CONTROLS2, u64::from(proc2));
     w.write(field::EXIT_CONTROLS, u64::from(c.exit));
     // IA-32e mode follows EFER.LMA (a VM exit stores it back).
-    let entry = if st.efer & efer::LMA != 0 {
+    let entry = if paging::long_mode(st) {
         c.entry | crate::vmx::caps::entry::IA32E_MODE
     } else {
         c.entry & !crate::vmx::caps::entry::IA32E_MODE
@@ -1044,7 +1044,7 @@ fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
     };
     let old = w.read(field::CR0_READ_SHADOW);
     let paged = old & cr0::PG != 0;
-    let lma = st.efer & efer::LMA != 0;
+    let lma = paging::long_mode(st);
     let new_cr0 = match CrAccess::from_qualification(e.qualification) {
         CrAccess::ToCr { cr: 0, gpr: n } => gpr(w, g, n),
         CrAccess::ToCr { cr: 4, gpr: n } => {
@@ -1276,7 +1276,7 @@ fn handle_io(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Resul
         emulation_failure(area, &[]);
         return Ok(Step::ToUser);
     };
-    let mut low = if st.efer & efer::LMA != 0 {
+    let mut low = if paging::long_mode(st) {
         chunk.low
     } else {
         chunk.low & 0xffff_ffff
@@ -1396,19 +1396,12 @@ fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result
         emulation_failure(area, &bytes[..n]);
         return Ok(Step::ToUser);
     };
-    let store = |v: u64| v & size_mask(insn.size);
-    match insn.access {
-        Access::StoreReg(r) => {
-            let v = reg(st, usize::from(r.num));
-            let v = if r.high_byte { v >> 8 } else { v };
-            area.mmio(gpa, store(v), insn.size, true);
+    match store_value(st, &insn) {
+        Some(v) => {
+            area.mmio(gpa, v & size_mask(insn.size), insn.size, true);
             skip(st, u64::from(insn.len));
         }
-        Access::StoreImm(v) => {
-            area.mmio(gpa, store(v), insn.size, true);
-            skip(st, u64::from(insn.len));
-        }
-        Access::Load { .. } => {
+        None => {
             area.mmio(gpa, 0, insn.size, false);
             st.pending = Pending::MmioLoad(insn);
         }
@@ -1416,11 +1409,24 @@ fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result
     Ok(Step::ToUser)
 }
 
+/// The value a decoded store writes (the source register, AH..BH shifted
+/// down, or the immediate); `None` for a load.
+fn store_value(st: &State, insn: &decode::Insn) -> Option<u64> {
+    match insn.access {
+        Access::StoreReg(r) => {
+            let v = reg(st, usize::from(r.num));
+            Some(if r.high_byte { v >> 8 } else { v })
+        }
+        Access::StoreImm(v) => Some(v),
+        Access::Load { .. } => None,
+    }
+}
+
 /// The instruction at CS:RIP: its bytes, how many could be fetched, and
 /// its decoding if it is one the decoder knows.
 fn fetch_insn(vm: &Vm, st: &State) -> ([u8; decode::MAX_LEN], usize, Option<decode::Insn>) {
     let cs = &st.segs[SEG_CS];
-    let lma = st.efer & efer::LMA != 0;
+    let lma = paging::long_mode(st);
     let code64 = rip_mask(lma, cs.ar) == u64::MAX;
     // 64-bit code ignores the CS base.
     let lin = if code64 {

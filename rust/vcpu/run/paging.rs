@@ -17,8 +17,8 @@
 use kernel::prelude::*;
 
 use super::{
-    emulate_mmio, emulation_failure, fetch_insn, reg, skip, ExitInfo, RunArea, Step, CR4_PAE,
-    EVENT_ERROR_CODE, EVENT_TYPE_HW_EXCEPTION, EVENT_VALID, PF_VECTOR,
+    emulate_mmio, emulation_failure, fetch_insn, skip, store_value, ExitInfo, RunArea, Step,
+    CR4_PAE, EVENT_ERROR_CODE, EVENT_TYPE_HW_EXCEPTION, EVENT_VALID, PF_VECTOR,
 };
 use crate::{
     mmu::{
@@ -36,7 +36,10 @@ use crate::{
             Mmu,
             Paging,
             Privilege,
-            WalkError, //
+            WalkError,
+            PF_FETCH,
+            PF_USER,
+            PF_WRITE, //
         },
     },
     shim,
@@ -47,7 +50,6 @@ use crate::{
     vm::Vm,
     x86::{
         cpuid,
-        decode::Access as InsnAccess,
         sregs::{
             cr0,
             efer, //
@@ -59,10 +61,6 @@ const CR4_PSE: u64 = 1 << 4;
 const CR4_SMEP: u64 = 1 << 20;
 const CR4_SMAP: u64 = 1 << 21;
 const RFLAGS_AC: u64 = 1 << 18;
-/// Hardware #PF error-code bits of the shadow fault.
-const ERR_WRITE: u32 = 1 << 1;
-const ERR_USER: u32 = 1 << 2;
-const ERR_FETCH: u32 = 1 << 4;
 
 /// Guest-physical memory through the VM's slots. Accessed/dirty updates
 /// are a read-compare-write, not an atomic compare-exchange on the VMM's
@@ -204,14 +202,14 @@ pub(super) fn handle_page_fault(
 ) -> Result<Step> {
     let la = linear(st, e.qualification);
     let code = e.intr_error_code;
-    let kind = if code & ERR_FETCH != 0 {
+    let kind = if code & PF_FETCH != 0 {
         Kind::Fetch
-    } else if code & ERR_WRITE != 0 {
+    } else if code & PF_WRITE != 0 {
         Kind::Write
     } else {
         Kind::Read
     };
-    let privilege = if code & ERR_USER != 0 {
+    let privilege = if code & PF_USER != 0 {
         Privilege::User
     } else {
         Privilege::Supervisor
@@ -288,18 +286,7 @@ pub(super) fn handle_page_fault(
 fn emulate_pt_write(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result<Step> {
     let (bytes, n, insn) = fetch_insn(vm, st);
     let value = insn.and_then(|i| {
-        let v = match i.access {
-            InsnAccess::StoreReg(r) => {
-                let v = reg(st, usize::from(r.num));
-                if r.high_byte {
-                    v >> 8
-                } else {
-                    v
-                }
-            }
-            InsnAccess::StoreImm(v) => v,
-            InsnAccess::Load { .. } => return None,
-        };
+        let v = store_value(st, &i)?;
         ((gpa & 0xfff) + u64::from(i.size) <= 4096).then_some((i, v))
     });
     if let Some((insn, v)) = value {
