@@ -52,6 +52,8 @@ pub(crate) struct GuestCpu {
     pub(crate) long_mode: bool,
     /// CPUID.80000001H:EDX.NX.
     pub(crate) nx: bool,
+    /// CPUID.80000001H:EDX.Page1GB: PS in a PDPTE maps 1 GiB.
+    pub(crate) gbpages: bool,
     /// CPUID.1:ECX.X2APIC.
     pub(crate) x2apic: bool,
     /// Guest physical address width (CPUID.80000008H:EAX[7:0]).
@@ -64,6 +66,7 @@ impl GuestCpu {
     pub(crate) const NO_CPUID: Self = Self {
         long_mode: false,
         nx: false,
+        gbpages: false,
         x2apic: false,
         maxphyaddr: 36,
     };

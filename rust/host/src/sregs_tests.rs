@@ -8,6 +8,7 @@ const REAL_MODE_CR0: u64 = 0x6000_0010;
 const LONG: GuestCpu = GuestCpu {
     long_mode: true,
     nx: true,
+    gbpages: true,
     x2apic: true,
     maxphyaddr: 40,
 };

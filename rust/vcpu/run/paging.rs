@@ -157,7 +157,7 @@ fn guest_mmu(vm: &Vm, st: &State) -> Mmu {
         smep: m.smep,
         smap: m.smap,
         nxe: m.nxe,
-        gbpages: false,
+        gbpages: cpu.gbpages,
         maxphyaddr: cpu.maxphyaddr as u8,
         ac: st.regs.rflags & RFLAGS_AC != 0,
     }
