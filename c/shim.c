@@ -43,12 +43,12 @@ void *rkvm_phys_to_virt(u64 pa)
 	return phys_to_virt(pa);
 }
 
-int rkvm_pin_user_page(unsigned long hva, u64 *pfn)
+int rkvm_pin_user_page(unsigned long hva, bool write, u64 *pfn)
 {
 	struct page *page;
 	long n;
 
-	n = pin_user_pages_fast(hva, 1, FOLL_WRITE | FOLL_LONGTERM, &page);
+	n = pin_user_pages_fast(hva, 1, (write ? FOLL_WRITE : 0) | FOLL_LONGTERM, &page);
 	if (n < 0)
 		return n;
 	if (n != 1)
@@ -57,12 +57,19 @@ int rkvm_pin_user_page(unsigned long hva, u64 *pfn)
 	return 0;
 }
 
-void rkvm_unpin_pfn(u64 pfn)
+void rkvm_unpin_pfn(u64 pfn, bool dirty)
 {
 	struct page *page = pfn_to_page(pfn);
 
-	/* The guest may have written it through EPT: the kernel must know. */
-	unpin_user_pages_dirty_lock(&page, 1, true);
+	/*
+	 * The guest may have written it: the kernel must know. The flag is
+	 * set without the page lock (as KVM's kvm_set_page_dirty() does):
+	 * this runs from mmu_notifier callbacks, whose caller may hold the
+	 * lock of this very page, and must not sleep for non-blockable ones.
+	 */
+	if (dirty)
+		SetPageDirty(page);
+	unpin_user_page(page);
 }
 
 void rkvm_fpu_begin(void)

@@ -20,6 +20,7 @@ mod dev;
 mod fd;
 mod memslot;
 mod mmu;
+mod notifier;
 mod shim;
 mod stats;
 mod vcpu;

@@ -12,8 +12,8 @@ mod ffi {
         pub(super) fn rkvm_tsc_khz() -> u32;
         pub(super) fn rkvm_virt_to_phys(addr: *const core::ffi::c_void) -> u64;
         pub(super) fn rkvm_phys_to_virt(pa: u64) -> *mut core::ffi::c_void;
-        pub(super) fn rkvm_pin_user_page(hva: usize, pfn: *mut u64) -> i32;
-        pub(super) fn rkvm_unpin_pfn(pfn: u64);
+        pub(super) fn rkvm_pin_user_page(hva: usize, write: bool, pfn: *mut u64) -> i32;
+        pub(super) fn rkvm_unpin_pfn(pfn: u64, dirty: bool);
         pub(super) fn rkvm_fpu_begin();
         pub(super) fn rkvm_fpu_end();
         pub(super) fn rkvm_signal_pending() -> bool;
@@ -63,27 +63,28 @@ pub(crate) fn phys_to_virt(pa: u64) -> *mut u8 {
     unsafe { ffi::rkvm_phys_to_virt(pa).cast() }
 }
 
-/// Pins the current process's page at user address `hva` for writing
-/// (long-term); returns its page frame number.
-pub(crate) fn pin_user_page(hva: u64) -> Result<u64> {
+/// Pins the current process's page at user address `hva` (long-term), for
+/// writing if `write`; returns its page frame number.
+pub(crate) fn pin_user_page(hva: u64, write: bool) -> Result<u64> {
     let hva = usize::try_from(hva).map_err(|_| EFAULT)?;
     let mut pfn = 0;
     // SAFETY: `pfn` is a valid u64 for the call; GUP validates `hva`.
-    let ret = unsafe { ffi::rkvm_pin_user_page(hva, &mut pfn) };
+    let ret = unsafe { ffi::rkvm_pin_user_page(hva, write, &mut pfn) };
     if ret < 0 {
         return Err(Error::from_errno(ret));
     }
     Ok(pfn)
 }
 
-/// Releases a pin taken by [`pin_user_page`] and marks the page dirty.
+/// Releases a pin taken by [`pin_user_page`], marking the page dirty if
+/// `dirty` (it was pinned for writing).
 ///
 /// # Safety
 ///
 /// `pfn` was returned by [`pin_user_page`] and this pin is released once.
-pub(crate) unsafe fn unpin_pfn(pfn: u64) {
+pub(crate) unsafe fn unpin_pfn(pfn: u64, dirty: bool) {
     // SAFETY: guaranteed by the caller.
-    unsafe { ffi::rkvm_unpin_pfn(pfn) }
+    unsafe { ffi::rkvm_unpin_pfn(pfn, dirty) }
 }
 
 /// A `kernel_fpu_begin()` section: the task's FPU state is saved and the

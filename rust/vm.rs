@@ -10,6 +10,7 @@
 use core::sync::atomic::{
     fence,
     AtomicI32,
+    AtomicPtr,
     AtomicU64,
     Ordering, //
 };
@@ -17,14 +18,15 @@ use core::sync::atomic::{
 use kernel::{
     alloc::KVec,
     mm::Mm,
-    new_mutex, new_spinlock,
+    new_mutex, new_spinlock, new_srcu,
     prelude::*,
     sync::{
         aref::ARef,
         Arc,
         ArcBorrow,
         Mutex,
-        SpinLock, //
+        SpinLock,
+        Srcu, //
     },
     uaccess::{
         UserPtr,
@@ -35,16 +37,17 @@ use kernel::{
 use crate::{
     abi, fd,
     memslot::{
-        region::Request,
-        Memslots, //
-    },
-    mmu::{
-        ept::Ept,
-        shadow::{
-            self,
-            Changes,
-            Shadow, //
+        region::{
+            Request,
+            Slot, //
         },
+        Memslots,
+        SlotSet, //
+    },
+    mmu::shadow::{
+        self,
+        Changes,
+        Shadow, //
     },
     shim,
     vcpu::{
@@ -60,6 +63,21 @@ static VM_FOPS: fd::Fops = fd::fops::<Vm>(None);
 /// (KVM's `BATCH_ZAP_PAGES`).
 const ZAP_BATCH: usize = 10;
 
+/// Host pages unmapped per hold of the MMU lock (see `Vm::unmap_gfns`).
+const UNMAP_BATCH: usize = 64;
+
+/// What [`Vm::map_gfn`] found.
+pub(crate) enum Map {
+    /// The frame is mapped (by this call or before).
+    Mapped,
+    /// The frame is mapped read-only: its slot is read-only.
+    ReadOnly,
+    /// No slot backs the frame (MMIO).
+    NoSlot,
+    /// Not mapped now (slot going away, host invalidation): fault again.
+    Retry,
+}
+
 /// A VM.
 ///
 /// # Invariants
@@ -68,24 +86,33 @@ const ZAP_BATCH: usize = 10;
 /// that bound.
 #[pin_data]
 pub(crate) struct Vm {
+    /// The mmu_notifier registration on `mm` (see `crate::notifier`).
+    /// First field: it is undone (waiting for running callbacks, which
+    /// use the fields below) before anything else of the VM is dropped.
+    notifier: crate::notifier::Registration,
     /// The address space of the process that created the VM: guest memory
     /// lives there, and only that process may use the VM.
     mm: ARef<Mm>,
     /// Memory slots; the mutex serializes updates (KVM's `slots_lock`).
     #[pin]
     slots: Mutex<Memslots>,
+    /// The active slot set (one of `slots`' two), read under `srcu`.
+    active: AtomicPtr<SlotSet>,
+    /// Readers of `active`: faults hold it from the slot lookup until
+    /// their mapping is installed, the notifier callbacks while they run.
+    #[pin]
+    srcu: Srcu,
     /// The vCPUs, in creation order.
     #[pin]
     vcpus: Mutex<KVec<Arc<Vcpu>>>,
     /// The CPU's VMX capabilities, read when the VM was created.
     caps: VmxCaps,
-    /// The EPT identity map of the slots (unpaged guest modes).
-    #[pin]
-    ept: Mutex<Ept>,
-    /// `ept`'s EPT pointer; the root never changes.
+    /// The EPT pointer of the identity map in `mmu`; the root never
+    /// changes.
     eptp: u64,
-    /// The shadow MMU (KVM's `mmu_lock` and what it protects). Lock order:
-    /// `slots`, then `mmu`; `ept` is never held with `mmu`.
+    /// The shadow MMU and the EPT map (KVM's `mmu_lock` and what it
+    /// protects). Lock order: `slots`, then `mmu`; SRCU readers of
+    /// `active` may take `mmu`; nothing sleeps under `mmu`.
     #[pin]
     mmu: SpinLock<Shadow>,
     /// Moves whenever a root some vCPU may hold is invalidated or becomes
@@ -110,16 +137,19 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
         ARef::from(&**mm)
     };
     let caps = crate::vmx::probe::local_caps()?;
-    let ept = Ept::new()?;
-    let eptp = ept.eptp();
     let shadow = Shadow::new()?;
+    let eptp = shadow.eptp();
+    let memslots = Memslots::new()?;
+    let active = AtomicPtr::new(memslots.active_ptr());
     let vm = Arc::pin_init(
-        pin_init!(Vm {
+        try_pin_init!(Vm {
+            notifier: crate::notifier::Registration::new(),
             mm,
-            slots <- new_mutex!(Memslots::default()),
+            slots <- new_mutex!(memslots),
+            active,
+            srcu <- new_srcu!(),
             vcpus <- new_mutex!(KVec::new()),
             caps,
-            ept <- new_mutex!(ept),
             eptp,
             mmu <- new_spinlock!(shadow),
             roots_epoch: AtomicU64::new(0),
@@ -128,6 +158,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
+    crate::notifier::register(&vm)?;
     fd::install(c"rkvm-vm", &VM_FOPS, vm)
 }
 
@@ -150,11 +181,23 @@ impl Vm {
             userspace_addr: req.userspace_addr,
         };
         let mut slots = self.slots.lock();
-        if let Some((start, _end)) = slots.apply(&req)? {
-            self.zap_slot(start)?;
+        let id = req.slot as u16;
+        let logged_before = slots.active().by_id(id).is_some_and(|s| s.logs_dirty());
+        if let Some((retired, change)) = slots.apply(&req, &self.active, &self.srcu)? {
+            // Published as invalid and waited for: nothing maps it now.
+            self.retire_slot(&retired.slot);
+            slots.finish(change, &self.active, &self.srcu);
+        }
+        if let Some(slot) = slots.active().by_id(id).copied() {
+            if slot.logs_dirty() && !logged_before {
+                // Faults see the flag now; what they mapped writable
+                // before is write-protected here.
+                shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
+                self.with_mmu(|s, ch| ch.merge(s.start_dirty_log(slot.base_gfn)));
+            }
         }
         // KVM's default budget: 20 shadow pages per 1000 guest pages.
-        let pages = usize::try_from(slots.total_pages() * 20 / 1000).unwrap_or(usize::MAX);
+        let pages = usize::try_from(slots.active().total_pages() * 20 / 1000).unwrap_or(usize::MAX);
         self.set_mmu_pages(pages, false)?;
         Ok(0)
     }
@@ -206,18 +249,46 @@ impl Vm {
         Ok(())
     }
 
+    /// Runs `f` on the active slot set, inside an SRCU read-side section
+    /// (which nests in the caller's, if any).
+    pub(crate) fn with_slots<R>(&self, f: impl FnOnce(&SlotSet) -> R) -> R {
+        let _guard = self.srcu.read_lock();
+        // SAFETY: `active` points to the published set of `slots`, which
+        // is not written while published nor before the readers of this
+        // section are gone (`Memslots` invariant), and lives as long as
+        // the VM.
+        let set = unsafe { &*self.active.load(Ordering::Acquire) };
+        f(set)
+    }
+
+    /// An SRCU read-side section over the slots: a fault holds one from
+    /// its slot lookup until its mapping is installed, so that a slot
+    /// published as invalid is waited for (see `memslot`).
+    pub(crate) fn slots_read(&self) -> kernel::sync::srcu::Guard<'_> {
+        self.srcu.read_lock()
+    }
+
+    /// The slot of guest frame `gfn`.
+    pub(crate) fn slot_of(&self, gfn: u64) -> Option<Slot> {
+        self.with_slots(|set| set.find(gfn).copied())
+    }
+
+    /// The current host-invalidation sequence (read before looking pages
+    /// up for a mapping; see `Shadow::inval_seq`).
+    pub(crate) fn inval_seq(&self) -> u64 {
+        self.mmu.lock().inval_seq()
+    }
+
     /// Prepares a shadow fault on `gfn` outside the MMU lock: the caches
-    /// are filled and the slot's rmap exists. False if no slot backs `gfn`.
-    pub(crate) fn mmu_prepare(&self, gfn: u64) -> Result<bool> {
-        {
-            let slots = self.slots.lock();
-            let Some(slot) = slots.find(gfn) else {
-                return Ok(false);
-            };
-            shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
-        }
+    /// are filled and the slot's rmap exists. Returns the slot, `None` if
+    /// no slot backs `gfn`.
+    pub(crate) fn mmu_prepare(&self, gfn: u64) -> Result<Option<Slot>> {
+        let Some(slot) = self.slot_of(gfn) else {
+            return Ok(None);
+        };
+        shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
         shadow::topup(&self.mmu)?;
-        Ok(true)
+        Ok(Some(slot))
     }
 
     /// Invalidates every shadow page (a new generation), then zaps the
@@ -251,11 +322,65 @@ impl Vm {
         self.eptp
     }
 
+    /// The process whose memory backs the slots.
+    pub(crate) fn mm(&self) -> &Mm {
+        &self.mm
+    }
+
+    /// The VM's mmu_notifier registration.
+    pub(crate) fn notifier(&self) -> &crate::notifier::Registration {
+        &self.notifier
+    }
+
+    /// mmu_notifier `invalidate_range_start` of the VMM's `[start, end)`
+    /// (see `crate::notifier`).
+    /// Nothing here sleeps unless `blockable`.
+    pub(crate) fn host_invalidate_start(&self, start: u64, end: u64, blockable: bool) {
+        // Counted even when no slot is hit: a fault on a slot created
+        // meanwhile must not install a page it looked up before.
+        self.mmu.lock().inval_begin();
+        self.with_slots(|set| {
+            for (_, first, last) in set.by_hva(start, end) {
+                self.unmap_gfns(first, last, blockable);
+            }
+        });
+    }
+
+    /// mmu_notifier `invalidate_range_end`.
+    pub(crate) fn host_invalidate_end(&self) {
+        self.mmu.lock().inval_end();
+    }
+
+    /// mmu_notifier `release`: the address space is going away.
+    pub(crate) fn host_release(&self) {
+        self.with_slots(|set| {
+            for (_, first, last) in set.by_hva(0, u64::MAX) {
+                self.unmap_gfns(first, last, true);
+            }
+        });
+        self.zap_all_shadow();
+    }
+
+    /// mmu_notifier aging: whether a frame backed by `[start, end)` was
+    /// used by the guest (see `crate::notifier`), clearing that if `clear`.
+    pub(crate) fn host_age(&self, start: u64, end: u64, clear: bool) -> bool {
+        self.with_slots(|set| {
+            let mut young = false;
+            for (_, first, last) in set.by_hva(start, end) {
+                young |= self.with_mmu(|s, ch| {
+                    let (y, c) = s.age_range(first, last, clear);
+                    ch.merge(c);
+                    y
+                });
+            }
+            young
+        })
+    }
+
     /// The VMM address of guest-physical `[gpa, gpa + len)` if one slot
     /// backs all of it.
     pub(crate) fn gpa_to_hva(&self, gpa: u64, len: u64) -> Option<u64> {
-        let slots = self.slots.lock();
-        let slot = slots.find(gpa >> 12)?;
+        let slot = self.slot_of(gpa >> 12)?;
         let end = gpa.checked_add(len)?;
         if end > slot.end_gfn() << 12 {
             return None;
@@ -264,61 +389,155 @@ impl Vm {
     }
 
     /// The host page behind guest frame `gfn` (pinned, and mapped in the
-    /// EPT), or `None` if no slot backs it.
+    /// EPT), or `None` if no slot backs it or the mapping must be retried.
+    /// The caller holds [`Vm::slots_read`] and checks the invalidation
+    /// sequence it read before under the MMU lock.
     pub(crate) fn gfn_pfn(&self, gfn: u64) -> Result<Option<u64>> {
         // Mapped already (the common case on a shadow fault, for the guest
-        // tables above all): no pin to take and give back. A slot change
-        // racing with this is caught under the MMU lock (generation).
-        if let Some(pfn) = self.ept.lock().lookup(gfn) {
+        // tables above all): no pin to take and give back.
+        if let Some(pfn) = self.mmu.lock().ept_lookup(gfn) {
             return Ok(Some(pfn));
         }
-        if !self.map_gfn(gfn)? {
+        if matches!(self.map_gfn(gfn, false)?, Map::NoSlot) {
             return Ok(None);
         }
-        // A slot change between the two steps: the caller retries.
-        Ok(self.ept.lock().lookup(gfn))
+        Ok(self.mmu.lock().ept_lookup(gfn))
     }
 
-    /// Maps guest frame `gfn` in the EPT if a slot backs it (pinning the
-    /// VMM's page). Returns false for a frame no slot backs (MMIO).
-    pub(crate) fn map_gfn(&self, gfn: u64) -> Result<bool> {
-        // The slots lock is held across the pin so that a slot cannot be
-        // deleted (and zapped) between the lookup and the mapping.
-        let slots = self.slots.lock();
-        let Some(slot) = slots.find(gfn) else {
-            return Ok(false);
+    /// Maps guest frame `gfn` in the EPT if a slot backs it, pinning the
+    /// VMM's page (writable unless the slot is read-only). The pin is
+    /// taken outside every lock (it may fault the page in, which may call
+    /// the mmu_notifier); a host invalidation that ran meanwhile makes the
+    /// mapping a retry (the vCPU faults again). In a slot that logs dirty
+    /// pages the leaf is writable only after a `write` access, which is
+    /// logged; a `write` to a mapped, write-protected leaf of a writable
+    /// slot makes it writable (and is logged).
+    pub(crate) fn map_gfn(&self, gfn: u64, write: bool) -> Result<Map> {
+        let _srcu = self.slots_read();
+        let seq = self.inval_seq();
+        let Some(slot) = self.slot_of(gfn) else {
+            return Ok(Map::NoSlot);
         };
-        let hva = slot.userspace_addr + ((gfn - slot.base_gfn) << 12);
-        let pfn = shim::pin_user_page(hva)?;
-        let installed = self.ept.lock().map(gfn, pfn, slot.base_gfn, slot.npages);
-        if !matches!(installed, Ok(true)) {
-            // Already mapped by another vCPU, or no memory for a table.
-            // SAFETY: the pin was taken above and the map did not take it.
-            unsafe { shim::unpin_pfn(pfn) };
+        if slot.invalid() {
+            // Being deleted or moved: retry until it is gone.
+            return Ok(Map::Retry);
         }
-        installed.map(|_| true)
+        let (ro, log) = (slot.readonly(), slot.logs_dirty());
+        let done = if ro { Map::ReadOnly } else { Map::Mapped };
+        let allow_write = |s: &mut Shadow| {
+            if write && !ro {
+                s.ept_allow_write(gfn, log);
+            }
+        };
+        {
+            let mut s = self.mmu.lock();
+            if s.ept_lookup(gfn).is_some() {
+                allow_write(&mut s);
+                return Ok(done);
+            }
+        }
+        shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
+        shadow::topup(&self.mmu)?;
+        let hva = slot.userspace_addr + ((gfn - slot.base_gfn) << 12);
+        let pfn = shim::pin_user_page(hva, !ro)?;
+        let mut s = self.mmu.lock();
+        let installed = s.ept_map(gfn, pfn, !ro && (write || !log), log, seq);
+        if matches!(installed, Ok(false)) {
+            // Mapped by another vCPU meanwhile.
+            allow_write(&mut s);
+        }
+        drop(s);
+        if !matches!(installed, Ok(true)) {
+            // SAFETY: the pin was taken above and the map did not take it.
+            unsafe { shim::unpin_pfn(pfn, false) };
+        }
+        Ok(if installed.is_ok() { done } else { Map::Retry })
     }
 
-    /// Unmaps the frames of the slot that started at `base_gfn` (deleted
-    /// or moved): drains its rmap, clearing the EPT entries, makes sure no
-    /// vCPU still runs on them, then unpins the pages. Called with the
-    /// slots lock held.
-    fn zap_slot(&self, base_gfn: u64) -> Result {
-        let mut pfns = KVec::new();
-        self.ept.lock().zap_slot(base_gfn, &mut pfns)?;
-        // Shadow pages may map these pages too: retire them all, then the
-        // slot's (now empty) rmap. Retiring them kicks every vCPU out of
-        // its window after the EPT change above, which is the kick the
-        // EPT needs too.
-        self.zap_all_shadow();
-        self.mmu.lock().drop_rmap(base_gfn);
-        for pfn in pfns {
-            // SAFETY: each pin was owned by the EPT, which gave it up in
-            // `clear`; no vCPU can reach the page any more (kicked, and
-            // every window starts with INVEPT).
-            unsafe { shim::unpin_pfn(pfn) };
+    /// Records guest writes rkvm made itself (emulation, A/D bits, string
+    /// input) to `[gpa, gpa + len)` in the dirty log of a logging slot.
+    pub(crate) fn mark_dirty(&self, gpa: u64, len: u64) -> Result {
+        let Some(last) = gpa.checked_add(len.max(1) - 1) else {
+            return Ok(());
+        };
+        for gfn in gpa >> 12..=last >> 12 {
+            let Some(slot) = self.slot_of(gfn).filter(|s| s.logs_dirty()) else {
+                continue;
+            };
+            shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
+            self.mmu.lock().mark_dirty(gfn);
         }
         Ok(())
+    }
+
+    /// `KVM_GET_DIRTY_LOG`: copies out the slot's bitmap of pages written
+    /// since the last call and write-protects them again.
+    fn get_dirty_log(&self, log: abi::KvmDirtyLog) -> Result<isize> {
+        let id = log.slot as u16;
+        // KVM on x86 has two address spaces (the second for SMM): a slot
+        // of the second one is simply never found here.
+        let as_id = log.slot >> 16;
+        if as_id >= 2 || u32::from(id) >= crate::memslot::region::USER_MEM_SLOTS {
+            return Err(EINVAL);
+        }
+        if as_id != 0 {
+            return Err(ENOENT);
+        }
+        let slots = self.slots.lock();
+        let slot = slots
+            .active()
+            .by_id(id)
+            .copied()
+            .filter(|s| s.logs_dirty())
+            .ok_or(ENOENT)?;
+        let words = usize::try_from(slot.npages.div_ceil(64)).map_err(|_| ENOMEM)?;
+        let mut bitmap = KVVec::from_elem(0u64, words, GFP_KERNEL_ACCOUNT)?;
+        shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
+        self.with_mmu(|s, ch| ch.merge(s.take_dirty_log(slot.base_gfn, &mut bitmap)));
+        drop(slots);
+        let addr = usize::try_from(log.dirty_bitmap).map_err(|_| EFAULT)?;
+        let mut w = UserSlice::new(UserPtr::from_addr(addr), words * 8).writer();
+        for word in bitmap.iter() {
+            w.write(word)?;
+        }
+        Ok(0)
+    }
+
+    /// Unmaps guest frames `[first, last)` (EPT and shadow leaves), a
+    /// batch at a time: each batch's pins are released after the vCPUs
+    /// were kicked out of their windows (every window starts with INVEPT
+    /// and reloads its shadow root's entries), and the lock is dropped
+    /// between batches.
+    pub(crate) fn unmap_gfns(&self, first: u64, last: u64, may_sleep: bool) {
+        let mut pins = [0u64; UNMAP_BATCH];
+        let mut gfn = first;
+        while gfn < last {
+            let (next, n) = self.with_mmu(|s, ch| {
+                let (next, n, c) = s.zap_range(gfn, last, &mut pins);
+                ch.merge(c);
+                (next, n)
+            });
+            for old in pins.iter().take(n) {
+                // SAFETY: the pin passed from the map to us in `zap_range`;
+                // the kick in `with_mmu` made sure no vCPU still uses it.
+                unsafe { crate::mmu::ept::unpin(*old) };
+            }
+            gfn = next;
+            if may_sleep {
+                shim::cond_resched();
+            }
+        }
+    }
+
+    /// Takes the mappings of a slot being deleted or moved away (it is
+    /// published as invalid, so none can be added): its frames are
+    /// unmapped, every shadow page is retired (the slot may hold guest
+    /// tables), and its rmap is freed.
+    fn retire_slot(&self, slot: &Slot) {
+        self.unmap_gfns(slot.base_gfn, slot.end_gfn(), true);
+        self.zap_all_shadow();
+        let rmap = self.mmu.lock().drop_rmap(slot.base_gfn);
+        drop(rmap);
     }
 
     /// Waits until every vCPU that was inside a VMX window has left it.
@@ -382,6 +601,12 @@ impl fd::FdObject for Vm {
                 this.set_memory_region(r)
             }
             abi::KVM_CREATE_VCPU => Arc::from(this).create_vcpu(arg),
+            abi::KVM_GET_DIRTY_LOG => {
+                let log = user(core::mem::size_of::<abi::KvmDirtyLog>())
+                    .reader()
+                    .read::<abi::KvmDirtyLog>()?;
+                this.get_dirty_log(log)
+            }
             // rkvm runs unpaged guests with unrestricted guest, so neither
             // area is ever used (as in KVM with unrestricted guest); the
             // arguments are checked as KVM checks them.

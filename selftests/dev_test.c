@@ -43,6 +43,8 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_VCPU_EVENTS, 1 },
 	{ KVM_CAP_BINARY_STATS_FD, 1 },
 	{ KVM_CAP_MMU_SHADOW_CACHE_CONTROL, 1 },
+	{ KVM_CAP_SYNC_MMU, 1 },
+	{ KVM_CAP_READONLY_MEM, 1 },
 };
 
 FIXTURE(dev) {

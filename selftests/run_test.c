@@ -244,6 +244,55 @@ asm(GUEST_BEGIN
 	GUEST_END);
 extern const char mmio32_start[], mmio32_after_hlt[], mmio32_end[];
 
+/* A second slot at SLOT2_GPA: read-only in readonly_slot, remapped by the
+ * host under the running guest in host_changes_reach_guest. */
+#define SLOT2_GPA	0x200000
+#define SLOT2_PORT	0x42
+asm(GUEST_BEGIN
+	".code32\n"
+	".global ro32_start, ro32_end\n"
+	"ro32_start:\n"
+	"	movl 0x200000, %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	movl $0xcafe, 0x200004\n"
+	"	movl 0x200004, %ebx\n"
+	"	mov %ebx, %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	hlt\n"
+	"ro32_end:\n"
+	GUEST_END);
+extern const char ro32_start[], ro32_end[];
+
+/* Reads the first word of the second slot and reports it, forever. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global peek32_start, peek32_end\n"
+	"peek32_start:\n"
+	"	movl 0x200000, %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	jmp peek32_start\n"
+	"peek32_end:\n"
+	GUEST_END);
+extern const char peek32_start[], peek32_end[];
+
+/* Writes pages 0, 3 and 7 of the second slot, reads page 5; then writes
+ * pages 3 and 9. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global dirty32_start, dirty32_end\n"
+	"dirty32_start:\n"
+	"	movl $1, 0x200000\n"
+	"	movl $1, 0x203000\n"
+	"	movl $1, 0x207000\n"
+	"	movl 0x205000, %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	movl $2, 0x203004\n"
+	"	movl $2, 0x209000\n"
+	"	hlt\n"
+	"dirty32_end:\n"
+	GUEST_END);
+extern const char dirty32_start[], dirty32_end[];
+
 /* #UD with an empty IDT: #GP, #DF, then a triple fault. */
 asm(GUEST_BEGIN
 	".code32\n"
@@ -1063,6 +1112,142 @@ TEST_F(run, string_io)
 	EXPECT_EQ(0ULL, regs.rcx);
 	EXPECT_EQ(0ULL, regs.rflags & 0x400);	/* DF clear again */
 	EXPECT_EQ(CODE_GPA + (__u64)(sio32_after_hlt - sio32_start), regs.rip);
+}
+
+/* Maps npages of fresh anonymous memory at SLOT2_GPA as slot 1. */
+static __u32 *add_slot2_pages(struct __test_metadata *_metadata, struct vm *vm, __u32 flags,
+			      size_t npages)
+{
+	struct kvm_userspace_memory_region r = {
+		.slot = 1, .flags = flags, .guest_phys_addr = SLOT2_GPA,
+		.memory_size = npages * 4096,
+	};
+	__u32 *p = mmap(NULL, npages * 4096, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	EXPECT_NE(MAP_FAILED, p);
+	if (p == MAP_FAILED)
+		return NULL;
+	r.userspace_addr = (__u64)(unsigned long)p;
+	EXPECT_EQ(0, ioctl(vm->fd, KVM_SET_USER_MEMORY_REGION, &r)) TH_LOG("%s", strerror(errno));
+	return p;
+}
+
+static __u32 *add_slot2(struct __test_metadata *_metadata, struct vm *vm, __u32 flags)
+{
+	return add_slot2_pages(_metadata, vm, flags, 1);
+}
+
+/* KVM_GET_DIRTY_LOG of slot into bitmap; 0 or -errno. */
+static int get_dirty_log(struct vm *vm, __u32 slot, __u64 *bitmap)
+{
+	struct kvm_dirty_log log = { .slot = slot, .dirty_bitmap = bitmap };
+
+	return ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) ? -errno : 0;
+}
+
+/*
+ * KVM_MEM_LOG_DIRTY_PAGES on an unpaged guest: the log holds exactly the
+ * pages written since the last KVM_GET_DIRTY_LOG (not those only read),
+ * and the guest's writes land. Bad requests get KVM's errno.
+ */
+TEST_F(run, dirty_log)
+{
+	__u32 *p = add_slot2_pages(_metadata, &self->vm, KVM_MEM_LOG_DIRTY_PAGES, 16);
+	__u64 bitmap = ~0ULL;
+
+	ASSERT_NE(NULL, p);
+	load_code(_metadata, &self->vm, CODE_GPA, dirty32_start, dirty32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	EXPECT_EQ(-ENOENT, get_dirty_log(&self->vm, 0, &bitmap)) TH_LOG("slot 0 does not log");
+	/* x86 KVM has a second (SMM) address space: empty there. */
+	EXPECT_EQ(-ENOENT, get_dirty_log(&self->vm, 1 | 1 << 16, &bitmap));
+	EXPECT_EQ(-EINVAL, get_dirty_log(&self->vm, 1 | 2 << 16, &bitmap));
+	EXPECT_EQ(-EINVAL, get_dirty_log(&self->vm, 40000, &bitmap));
+	EXPECT_EQ(-ENOENT, get_dirty_log(&self->vm, 2, &bitmap)) TH_LOG("no slot 2");
+	EXPECT_EQ(-EFAULT, get_dirty_log(&self->vm, 1, (__u64 *)8));
+	ASSERT_EQ(0, get_dirty_log(&self->vm, 1, &bitmap));
+	EXPECT_EQ(0ULL, bitmap) TH_LOG("dirty before the guest ran: %#llx", bitmap);
+
+	run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4, SLOT2_PORT);
+	ASSERT_EQ(0, get_dirty_log(&self->vm, 1, &bitmap));
+	EXPECT_EQ(1ULL << 0 | 1ULL << 3 | 1ULL << 7, bitmap) TH_LOG("got %#llx", bitmap);
+	ASSERT_EQ(0, get_dirty_log(&self->vm, 1, &bitmap));
+	EXPECT_EQ(0ULL, bitmap) TH_LOG("not cleared: %#llx", bitmap);
+
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	ASSERT_EQ(0, get_dirty_log(&self->vm, 1, &bitmap));
+	EXPECT_EQ(1ULL << 3 | 1ULL << 9, bitmap) TH_LOG("got %#llx", bitmap);
+	EXPECT_EQ(1U, p[0]);
+	EXPECT_EQ(1U, p[3 * 1024]);
+	EXPECT_EQ(2U, p[3 * 1024 + 1]);
+	EXPECT_EQ(1U, p[7 * 1024]);
+	EXPECT_EQ(2U, p[9 * 1024]);
+	munmap(p, 16 * 4096);
+}
+
+/*
+ * KVM_MEM_READONLY: reads see the host's data, a write exits as an MMIO
+ * write and changes nothing.
+ */
+TEST_F(run, readonly_slot)
+{
+	struct kvm_run *run = self->vcpu.run;
+	__u32 *ro = add_slot2(_metadata, &self->vm, KVM_MEM_READONLY);
+	char why[128];
+
+	ASSERT_NE(NULL, ro);
+	ro[0] = 0x11223344;
+	ro[1] = 0x55667788;
+	load_code(_metadata, &self->vm, CODE_GPA, ro32_start, ro32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	EXPECT_EQ(0x11223344U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
+						       4, SLOT2_PORT), 4));
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_MMIO);
+	ASSERT_TRUE(run->mmio.phys_addr == SLOT2_GPA + 4 && run->mmio.is_write &&
+		    run->mmio.len == 4)
+		TH_LOG("got %s", exit_str(run, why, sizeof(why)));
+	EXPECT_EQ(0xcafeU, io_value(run->mmio.data, 4));
+	EXPECT_EQ(0x55667788U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
+						       4, SLOT2_PORT), 4));
+	EXPECT_EQ(0x55667788U, ro[1]);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	munmap(ro, 4096);
+}
+
+/*
+ * The guest keeps reading a page of the second slot while the host
+ * changes what backs it: MADV_DONTNEED (a fresh zero page), then munmap
+ * and a new mapping at the same address. After each change the host
+ * writes a canary through its mapping; the guest's next read must see it
+ * (a mapping of the old page must not survive: the mmu_notifier).
+ */
+TEST_F(run, host_changes_reach_guest)
+{
+	__u32 *p = add_slot2(_metadata, &self->vm, 0);
+	void *again;
+
+	ASSERT_NE(NULL, p);
+	p[0] = 0x1111;
+	load_code(_metadata, &self->vm, CODE_GPA, peek32_start, peek32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	EXPECT_EQ(0x1111U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
+						   4, SLOT2_PORT), 4));
+
+	ASSERT_EQ(0, madvise(p, 4096, MADV_DONTNEED));
+	EXPECT_EQ(0U, p[0]);
+	p[0] = 0x2222;
+	EXPECT_EQ(0x2222U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
+						   4, SLOT2_PORT), 4)) TH_LOG("after MADV_DONTNEED");
+
+	ASSERT_EQ(0, munmap(p, 4096));
+	again = mmap(p, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+		     -1, 0);
+	ASSERT_EQ((void *)p, again);
+	p[0] = 0x3333;
+	EXPECT_EQ(0x3333U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
+						   4, SLOT2_PORT), 4)) TH_LOG("after munmap + mmap");
+	munmap(p, 4096);
 }
 
 TEST_F(run, mmio)

@@ -175,11 +175,10 @@ TEST_F(vm, memory_region_bad_input)
 
 TEST_F(vm, memory_region_readonly_and_dirty_log_flags)
 {
-	int want = rkvm_dev_is_rkvm() ? -EINVAL : 0;
-
-	/* rkvm refuses these until it implements read-only slots and dirty logging. */
-	EXPECT_EQ(want, set_region(self->vm, 0, KVM_MEM_READONLY, 0, MB, self->mem));
-	EXPECT_EQ(want, set_region(self->vm, 1, KVM_MEM_LOG_DIRTY_PAGES, MB, MB,
+	EXPECT_EQ(0, set_region(self->vm, 0, KVM_MEM_READONLY, 0, MB, self->mem));
+	/* READONLY cannot be toggled on an existing slot. */
+	EXPECT_EQ(-EINVAL, set_region(self->vm, 0, 0, 0, MB, self->mem));
+	EXPECT_EQ(0, set_region(self->vm, 1, KVM_MEM_LOG_DIRTY_PAGES, MB, MB,
 				   (char *)self->mem + MB));
 }
 

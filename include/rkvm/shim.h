@@ -18,10 +18,12 @@ unsigned int rkvm_tsc_khz(void);
 /* virt_to_phys() / phys_to_virt() of the direct map. */
 u64 rkvm_virt_to_phys(const void *addr);
 void *rkvm_phys_to_virt(u64 pa);
-/* Long-term pin of the current process's page at hva, for writing. */
-int rkvm_pin_user_page(unsigned long hva, u64 *pfn);
-/* Unpins a page pinned by rkvm_pin_user_page(), marking it dirty. */
-void rkvm_unpin_pfn(u64 pfn);
+/* Long-term pin of the current process's page at hva (for writing if
+ * write). */
+int rkvm_pin_user_page(unsigned long hva, bool write, u64 *pfn);
+/* Unpins a page pinned by rkvm_pin_user_page(), marking it dirty if dirty;
+ * never sleeps. */
+void rkvm_unpin_pfn(u64 pfn, bool dirty);
 /* kernel_fpu_begin() / kernel_fpu_end(). */
 void rkvm_fpu_begin(void);
 void rkvm_fpu_end(void);
@@ -48,5 +50,18 @@ unsigned long rkvm_table_owner(const void *va);
 void rkvm_table_set_owner(void *va, unsigned long owner);
 /* need_resched(). */
 bool rkvm_need_resched(void);
+
+/* c/notifier.c: an mmu_notifier on mm whose callbacks call the Rust
+ * functions below with vm; returns the registration or an ERR_PTR. */
+struct mm_struct;
+void *rkvm_mn_register(const void *vm, struct mm_struct *mm);
+void rkvm_mn_unregister(void *reg, struct mm_struct *mm);
+/* rust/notifier.rs. */
+int rkvm_mn_invalidate_start(const void *vm, unsigned long start,
+			     unsigned long end, bool blockable);
+void rkvm_mn_invalidate_end(const void *vm);
+void rkvm_mn_release(const void *vm);
+bool rkvm_mn_age(const void *vm, unsigned long start, unsigned long end,
+		 bool clear);
 
 #endif

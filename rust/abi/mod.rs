@@ -90,6 +90,8 @@ pub(crate) const KVM_RUN: u32 = _IO(KVMIO, 0x80);
 pub(crate) const KVM_SET_CPUID2: u32 = _IOW::<KvmCpuid2>(KVMIO, 0x90);
 /// vCPU ioctl: reads the guest's CPUID.
 pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
+/// VM ioctl: copies out a slot's dirty-page bitmap and re-arms it.
+pub(crate) const KVM_GET_DIRTY_LOG: u32 = _IOW::<KvmDirtyLog>(KVMIO, 0x42);
 /// VM ioctl: sets the shadow MMU's page budget.
 pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
 /// VM and vCPU ioctl: returns a binary statistics fd (see `crate::stats`).
@@ -115,6 +117,8 @@ mod cap {
     pub(super) const IMMEDIATE_EXIT: usize = 136;
     pub(super) const USER_MEMORY2: usize = 231;
     pub(super) const BINARY_STATS_FD: usize = 203;
+    pub(super) const SYNC_MMU: usize = 16;
+    pub(super) const READONLY_MEM: usize = 81;
 }
 
 /// The most vCPUs one VM may have, and the bound on their ids.
@@ -141,7 +145,9 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::EXT_CPUID
         | cap::VCPU_EVENTS
         | cap::BINARY_STATS_FD
-        | cap::MMU_SHADOW_CACHE_CONTROL => 1,
+        | cap::MMU_SHADOW_CACHE_CONTROL
+        | cap::SYNC_MMU
+        | cap::READONLY_MEM => 1,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
@@ -178,6 +184,7 @@ abi_struct!(
     KvmVcpuEvents = 64,
     KvmMsrEntry = 16,
     KvmCpuidEntry2 = 40,
+    KvmDirtyLog = 16,
 );
 
 /// The user address of the entries that follow a `struct kvm_cpuid2` (or

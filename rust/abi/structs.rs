@@ -17,6 +17,15 @@ pub(crate) struct KvmUserspaceMemoryRegion {
     pub(crate) userspace_addr: u64,
 }
 
+/// `struct kvm_dirty_log` (the bitmap pointer of its union).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmDirtyLog {
+    pub(crate) slot: u32,
+    pub(crate) padding1: u32,
+    pub(crate) dirty_bitmap: u64,
+}
+
 /// `struct kvm_userspace_memory_region2`.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -6,8 +6,7 @@
 //! The checks and their order follow `kvm_set_memory_region()` in
 //! `virt/kvm/kvm_main.c`, so each bad request gets the errno KVM gives it.
 //! Differences, all deliberate: one address space (no SMM), and the
-//! `LOG_DIRTY_PAGES`, `READONLY` and `GUEST_MEMFD` flags are refused with
-//! `EINVAL` until rkvm implements what they promise.
+//! `GUEST_MEMFD` flag is refused with `EINVAL` (no guest_memfd).
 
 /// Page size of guest frames and host mappings.
 pub(crate) const PAGE_SIZE: u64 = 4096;
@@ -18,10 +17,18 @@ const PAGE_SHIFT: u32 = 12;
 pub(crate) const USER_MEM_SLOTS: u32 = 32764;
 
 /// `KVM_MEM_READONLY`: guest writes exit as MMIO.
-const KVM_MEM_READONLY: u32 = 1 << 1;
+pub(crate) const KVM_MEM_READONLY: u32 = 1 << 1;
 
-/// Flags a request may carry today (none: see the module comment).
-pub(crate) const VALID_FLAGS: u32 = 0;
+/// `KVM_MEM_LOG_DIRTY_PAGES`: guest writes are logged in a bitmap read by
+/// `KVM_GET_DIRTY_LOG`.
+pub(crate) const KVM_MEM_LOG_DIRTY_PAGES: u32 = 1;
+
+/// Flags a request may carry today.
+pub(crate) const VALID_FLAGS: u32 = KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY;
+
+/// Internal slot flag (never a `KVM_MEM_*` flag): the slot is being
+/// deleted or moved; no new mapping may be made in it.
+pub(crate) const SLOT_INVALID: u32 = 1 << 16;
 
 /// The largest slot in pages (KVM_MEM_MAX_NR_PAGES: dirty bitmaps are indexed
 /// by an unsigned int).
@@ -61,6 +68,21 @@ impl Slot {
     /// One past the last guest frame number.
     pub(crate) fn end_gfn(&self) -> u64 {
         self.base_gfn + self.npages
+    }
+
+    /// Guest writes exit as MMIO (`KVM_MEM_READONLY`).
+    pub(crate) fn readonly(&self) -> bool {
+        self.flags & KVM_MEM_READONLY != 0
+    }
+
+    /// Guest writes are logged (`KVM_MEM_LOG_DIRTY_PAGES`).
+    pub(crate) fn logs_dirty(&self) -> bool {
+        self.flags & KVM_MEM_LOG_DIRTY_PAGES != 0
+    }
+
+    /// Being deleted or moved (see [`SLOT_INVALID`]).
+    pub(crate) fn invalid(&self) -> bool {
+        self.flags & SLOT_INVALID != 0
     }
 
     /// Whether the slot shares a frame with `[base, end)`.

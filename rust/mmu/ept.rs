@@ -3,60 +3,32 @@
 //! The EPT identity map for unpaged guest modes: guest-physical frame `gfn`
 //! of a memory slot maps to the host page backing it in the VMM.
 //!
-//! Pages are mapped on demand (EPT violation, outside the VMX window) and
-//! long-term pinned while mapped. Every leaf is recorded in the reverse map
-//! of its slot (one [`PteList`] per guest frame, from `rust/mmu/pte_list.rs`,
-//! the structure the shadow MMU's rmaps use too), so taking a slot's pages
-//! away drains its rmaps in one pass instead of walking tables. Tables are
-//! never freed before the VM: only leaves are cleared. Clearing is followed
-//! by a kick of every vCPU in a window (see `Vm::zap_slot`) before the pages
-//! are unpinned, and every window starts with an INVEPT, so no vCPU can
-//! reach an unmapped page.
+//! The map lives inside the shadow MMU ([`super::shadow::Shadow`]) and is
+//! changed only under its lock (`mmu_lock`): table pages come from the
+//! shadow MMU's page cache and rmap descriptors from its descriptor cache,
+//! both filled outside the lock, so nothing here sleeps. That is what lets
+//! the mmu_notifier callbacks unmap host pages from any context.
+//!
+//! Pages are mapped on demand (EPT violation, or as the host page of a
+//! shadow fault) and long-term pinned while mapped. Every leaf is recorded
+//! in the rmap of its slot (one pte_list per guest frame, beside the shadow
+//! leaves' list), so unmapping a slot or a host range drains rmaps instead
+//! of walking tables. Tables are freed with the VM: only leaves are
+//! cleared. Clearing is followed by a kick of every vCPU in a window before
+//! the pages are unpinned, and every window starts with an INVEPT, so no
+//! vCPU can reach an unmapped page.
 //!
 //! Format: Intel SDM Vol. 3C, section 29.3.2 (4-level EPT, 4 KiB leaves).
 
-use core::{
-    mem::MaybeUninit,
-    ptr::NonNull, //
-};
+use core::ptr::NonNull;
 
 use kernel::prelude::*;
 
-use super::{
-    pte_list::{
-        Desc,
-        DescAlloc,
-        PteList, //
-    },
-    Page4k,
-};
+use super::Page4k;
 use crate::shim;
 
-/// Descriptors of the EPT's rmaps, from the kernel heap.
-pub(crate) struct KernelDescs;
-
-// SAFETY: `alloc` returns a fresh heap allocation sized and aligned for one
-// `Desc`, owned by nobody else until `free`; `free` takes back any such
-// allocation (the allocator has no state), whichever value it is called on.
-unsafe impl DescAlloc for KernelDescs {
-    fn alloc(&mut self) -> Option<NonNull<Desc>> {
-        let b = KBox::<Desc>::new_uninit(GFP_KERNEL_ACCOUNT).ok()?;
-        NonNull::new(KBox::into_raw(b).cast::<Desc>())
-    }
-
-    unsafe fn free(&mut self, d: NonNull<Desc>) {
-        // SAFETY: `d` came from `alloc`, i.e. from `KBox::into_raw` of a
-        // `KBox<MaybeUninit<Desc>>`, and is not used after this call.
-        drop(unsafe { KBox::from_raw(d.as_ptr().cast::<MaybeUninit<Desc>>()) });
-    }
-}
-
-/// The reverse map of one slot's frames: the EPT leaves mapping each.
-struct SlotRmap {
-    base_gfn: u64,
-    lists: KVVec<PteList<KernelDescs>>,
-}
-
+/// Write access.
+const W: u64 = 1 << 1;
 /// Read, write and execute access.
 const RWX: u64 = 0b111;
 /// Leaf memory type: write-back.
@@ -65,27 +37,34 @@ const MEMTYPE_WB: u64 = 6 << 3;
 const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// Guest-physical address width an EPT of 4 levels translates.
 pub(crate) const GPA_BITS: u32 = 48;
+/// Tables a mapping may have to add (levels 3, 2 and 1).
+pub(crate) const TABLES_PER_MAP: usize = 3;
 
 /// Index of `gfn` in the table of `level` (4 = PML4 ... 1 = PT).
 fn index(gfn: u64, level: u32) -> usize {
     ((gfn >> (9 * (level - 1))) & 0x1ff) as usize
 }
 
+/// The table an entry points to.
+fn child(entry: u64) -> *mut [u64; 512] {
+    shim::phys_to_virt(entry & ADDR_MASK).cast()
+}
+
+/// The pinned page a present leaf maps.
+pub(crate) fn leaf_pfn(entry: u64) -> u64 {
+    (entry & ADDR_MASK) >> 12
+}
+
 /// The EPT of one VM.
 ///
 /// # Invariants
 ///
-/// Every non-leaf entry that is present points to a table in `tables`;
-/// every present leaf holds a page pinned by [`shim::pin_user_page`] and
-/// owned by this map; `mapped` counts them.
+/// Every present non-leaf entry points to a page from
+/// [`shim::table_alloc`] owned by this map; every present leaf holds a
+/// page pinned by [`shim::pin_user_page`] and owned by this map, and is in
+/// the EPT rmap list of its gfn.
 pub(crate) struct Ept {
     root: KBox<Page4k>,
-    tables: KVec<KBox<Page4k>>,
-    mapped: usize,
-    /// Per slot (created at its first mapping): for each frame, the leaf
-    /// entries (kernel addresses) that map it. Every present leaf is in
-    /// exactly one list.
-    rmaps: KVec<SlotRmap>,
 }
 
 impl Ept {
@@ -93,9 +72,6 @@ impl Ept {
     pub(crate) fn new() -> Result<Self> {
         Ok(Self {
             root: Page4k::new_zeroed()?,
-            tables: KVec::new(),
-            mapped: 0,
-            rmaps: KVec::new(),
         })
     }
 
@@ -104,127 +80,131 @@ impl Ept {
         self.root.phys() | (3 << 3) | 6
     }
 
-    /// The table an entry points to.
-    fn child(entry: u64) -> *mut [u64; 512] {
-        shim::phys_to_virt(entry & ADDR_MASK).cast()
-    }
-
-    /// The leaf entry for `gfn`, allocating missing tables if `alloc`.
-    fn leaf(&mut self, gfn: u64, alloc: bool) -> Result<Option<&mut u64>> {
+    /// The leaf entry for `gfn`; missing tables are taken from `tables`
+    /// (zeroed pages from [`shim::table_alloc`]) unless it runs dry.
+    fn leaf(
+        &mut self,
+        gfn: u64,
+        mut tables: Option<&mut dyn FnMut() -> Option<NonNull<[u64; 512]>>>,
+    ) -> Option<*mut u64> {
         let mut table: *mut [u64; 512] = &mut self.root.0;
         for level in (2..=4).rev() {
-            // SAFETY: `table` is the root or a table in `self.tables`
+            // SAFETY: `table` is the root or a table this map owns
             // (invariant), alive and only reached through `&mut self`.
             let entry = unsafe { &mut (*table)[index(gfn, level)] };
             if *entry & RWX == 0 {
-                if !alloc {
-                    return Ok(None);
-                }
-                let t = Page4k::new_zeroed()?;
-                let pa = t.phys();
-                self.tables.push(t, GFP_KERNEL_ACCOUNT)?;
-                // INVARIANT: the new table is in `self.tables`.
-                *entry = pa | RWX;
+                let t = tables.as_mut()?()?;
+                // INVARIANT: the new table is owned by the map from now on.
+                *entry = shim::virt_to_phys(t.as_ptr()) | RWX;
             }
-            table = Self::child(*entry);
+            table = child(*entry);
         }
         // SAFETY: as above, for the last-level table.
-        Ok(Some(unsafe { &mut (*table)[index(gfn, 1)] }))
+        Some(unsafe { core::ptr::from_mut(&mut (*table)[index(gfn, 1)]) })
     }
 
-    /// The rmap of the slot `[base_gfn, base_gfn + npages)`, created empty
-    /// on first use.
-    fn rmap(&mut self, base_gfn: u64, npages: u64) -> Result<&mut SlotRmap> {
-        let i = match self.rmaps.iter().position(|r| r.base_gfn == base_gfn) {
-            Some(i) => i,
-            None => {
-                let n = usize::try_from(npages).map_err(|_| ENOMEM)?;
-                let mut lists = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
-                for _ in 0..n {
-                    lists.push(PteList::new(), GFP_KERNEL_ACCOUNT)?;
-                }
-                self.rmaps
-                    .push(SlotRmap { base_gfn, lists }, GFP_KERNEL_ACCOUNT)?;
-                self.rmaps.len() - 1
-            }
-        };
-        self.rmaps.get_mut(i).ok_or(EINVAL)
-    }
-
-    /// Maps `gfn`, a frame of the slot that starts at `base_gfn` and has
-    /// `npages` frames, to the pinned page `pfn`. Returns false, leaving
-    /// the map unchanged and the pin with the caller, if `gfn` is already
-    /// mapped.
-    pub(crate) fn map(&mut self, gfn: u64, pfn: u64, base_gfn: u64, npages: u64) -> Result<bool> {
-        if gfn >> (GPA_BITS - 12) != 0 || gfn < base_gfn || gfn - base_gfn >= npages {
-            return Err(EINVAL);
-        }
-        let entry: *mut u64 = self.leaf(gfn, true)?.ok_or(EINVAL)?;
-        // SAFETY: `entry` points into a table of this map, alive while
-        // `self` is, and nothing else refers to it during this call.
-        if unsafe { *entry } & RWX != 0 {
-            return Ok(false);
-        }
-        let list = self
-            .rmap(base_gfn, npages)?
-            .lists
-            .get_mut((gfn - base_gfn) as usize)
-            .ok_or(EINVAL)?;
-        list.add(entry as u64, &mut KernelDescs)
-            .map_err(|_| ENOMEM)?;
-        // INVARIANT: the pin passes to the map, the leaf is in its rmap.
-        // SAFETY: as above.
-        unsafe { *entry = (pfn << 12) | MEMTYPE_WB | RWX };
-        self.mapped += 1;
-        Ok(true)
-    }
-
-    /// The page frame `gfn` maps to, if mapped.
+    /// The present leaf of `gfn`, if mapped.
     pub(crate) fn lookup(&mut self, gfn: u64) -> Option<u64> {
-        let entry = self.leaf(gfn, false).ok()??;
-        (*entry & RWX != 0).then_some((*entry & ADDR_MASK) >> 12)
+        let entry = self.leaf(gfn, None)?;
+        // SAFETY: `entry` points into a table of this map.
+        let v = unsafe { entry.read() };
+        (v & RWX != 0).then_some(v)
     }
 
-    /// Unmaps every frame of the slot that started at `base_gfn` by
-    /// draining its rmap (one pass, descriptors freed as it goes), and
-    /// moves the pins to `out`, which the caller releases after kicking the
-    /// vCPUs. Fails only before changing anything.
-    pub(crate) fn zap_slot(&mut self, base_gfn: u64, out: &mut KVec<u64>) -> Result {
-        let Some(i) = self.rmaps.iter().position(|r| r.base_gfn == base_gfn) else {
-            return Ok(());
-        };
-        out.reserve(self.mapped, GFP_KERNEL)?;
-        let mut rmap = self.rmaps.remove(i)?;
-        let mut cleared = 0;
-        for list in rmap.lists.iter_mut() {
-            list.drain(&mut KernelDescs, |h| {
-                let entry = h as *mut u64;
-                // SAFETY: every handle is the address of a present leaf of
-                // this map (invariant); tables outlive their leaves.
-                let pfn = unsafe { (*entry & ADDR_MASK) >> 12 };
-                // SAFETY: as above.
-                unsafe { *entry = 0 };
-                // Capacity was reserved for every mapped page.
-                let _ = out.push_within_capacity(pfn);
-                cleared += 1;
-            });
+    /// Makes the leaf for `gfn` and returns its address (to be recorded in
+    /// the rmap) if `gfn` is not mapped yet; `None` if it is, or if
+    /// `tables` ran dry. [`Ept::set_leaf`] fills it.
+    pub(crate) fn prepare(
+        &mut self,
+        gfn: u64,
+        tables: &mut dyn FnMut() -> Option<NonNull<[u64; 512]>>,
+    ) -> Option<*mut u64> {
+        if gfn >> (GPA_BITS - 12) != 0 {
+            return None;
         }
-        self.mapped -= cleared;
-        Ok(())
+        let entry = self.leaf(gfn, Some(tables))?;
+        // SAFETY: `entry` points into a table of this map.
+        (unsafe { entry.read() } & RWX == 0).then_some(entry)
+    }
+
+    /// Fills the empty leaf `entry` (from [`Ept::prepare`], now in the
+    /// rmap of its gfn) with the pinned page `pfn`, whose pin passes to
+    /// the map; read-only (and executable) unless `writable`.
+    pub(crate) fn set_leaf(&mut self, entry: *mut u64, pfn: u64, writable: bool) {
+        let rights = if writable { RWX } else { RWX & !W };
+        // INVARIANT: the pin passes to the map, the leaf is in its rmap.
+        // SAFETY: `entry` is an empty leaf of this map (`prepare`).
+        unsafe { entry.write((pfn << 12) | MEMTYPE_WB | rights) };
+    }
+
+    /// Clears the present leaf `entry` (just removed from its rmap) and
+    /// returns its old value: the pin of its page passes to the caller,
+    /// who releases it (see [`unpin`]) after kicking the vCPUs.
+    ///
+    /// # Safety
+    ///
+    /// `entry` is a present leaf of this map.
+    pub(crate) unsafe fn clear_leaf(&mut self, entry: *mut u64) -> u64 {
+        // SAFETY: the caller's guarantee.
+        let v = unsafe { entry.read() };
+        // SAFETY: as above.
+        unsafe { entry.write(0) };
+        v
+    }
+
+    /// Frees the tables below `table` at `level` (leaves were cleared).
+    fn free_tables(table: *mut [u64; 512], level: u32) {
+        for i in 0..512 {
+            // SAFETY: `table` is a live table of the map being dropped.
+            let e = unsafe { (*table)[i] };
+            if e & RWX == 0 {
+                continue;
+            }
+            let c = child(e);
+            if level > 2 {
+                Self::free_tables(c, level - 1);
+            }
+            if let Some(c) = NonNull::new(c) {
+                // SAFETY: the table came from `table_alloc` and the map
+                // owned it; nothing refers to it any more.
+                unsafe { shim::table_free(c) };
+            }
+        }
     }
 }
 
 impl Drop for Ept {
     fn drop(&mut self) {
-        for rmap in self.rmaps.iter_mut() {
-            for list in rmap.lists.iter_mut() {
-                list.drain(&mut KernelDescs, |h| {
-                    // SAFETY: a handle is the address of a present leaf
-                    // holding a pin owned by the map (invariant), released
-                    // once here; no vCPU of this VM runs any more.
-                    unsafe { shim::unpin_pfn((*(h as *const u64) & ADDR_MASK) >> 12) };
-                });
-            }
-        }
+        // Leaves were cleared (and unpinned) through the rmaps first: see
+        // `Shadow`'s drop.
+        Self::free_tables(&mut self.root.0, 4);
     }
+}
+
+/// Gives or takes the guest's write access through the present leaf
+/// `entry`; true if that changed it.
+///
+/// # Safety
+///
+/// `entry` is a present leaf of an EPT map, whose page was pinned for
+/// writing if `write`; the caller holds the lock serializing the map.
+pub(crate) unsafe fn set_writable(entry: *mut u64, write: bool) -> bool {
+    // SAFETY: the caller's guarantee.
+    let v = unsafe { entry.read() };
+    let new = if write { v | W } else { v & !W };
+    // SAFETY: as above.
+    unsafe { entry.write(new) };
+    new != v
+}
+
+/// Releases the pin of a leaf cleared by [`Ept::clear_leaf`]; the page is
+/// marked dirty if the leaf let the guest write it.
+///
+/// # Safety
+///
+/// `entry` is the old value of a leaf cleared by [`Ept::clear_leaf`], and
+/// no vCPU can still reach its page; each such value is released once.
+pub(crate) unsafe fn unpin(entry: u64) {
+    // SAFETY: the leaf owned this pin, which passed to the caller.
+    unsafe { shim::unpin_pfn(leaf_pfn(entry), entry & W != 0) };
 }

@@ -55,6 +55,10 @@ use kernel::{
 };
 
 use super::{
+    ept::{
+        self,
+        Ept, //
+    },
     pte_list::{
         Desc,
         DescAlloc,
@@ -69,6 +73,7 @@ use super::{
     walk::{
         Rights,
         Translation,
+        PTE_A,
         PTE_P as P,
         PTE_RW as RW,
         PTE_US as US,
@@ -334,6 +339,11 @@ impl Table {
         // SAFETY: as in `get`; writes happen under the MMU lock.
         unsafe { self.entry(i).write_volatile(v) }
     }
+
+    /// Gives the page up (to the EPT map, which frees it itself).
+    fn into_raw(self) -> NonNull<[u64; 512]> {
+        core::mem::ManuallyDrop::new(self).0
+    }
 }
 
 impl Drop for Table {
@@ -402,11 +412,19 @@ enum Slot {
     Free(u32),
 }
 
-/// The rmap of one memory slot: per frame, the shadow leaves mapping it.
+/// The rmap of one memory slot: per frame, the shadow leaves mapping it
+/// and (at most one) EPT leaf mapping it; and the slot's dirty bitmap
+/// (used while it logs dirty pages).
 struct SlotRmap {
     base_gfn: u64,
     lists: KVVec<List>,
+    ept: KVVec<List>,
+    dirty: KVVec<u64>,
 }
+
+/// A slot rmap taken out of the shadow MMU, to be freed after the lock is
+/// dropped (its arrays may come from vmalloc, whose free may sleep).
+pub(crate) struct RetiredRmap(#[allow(dead_code)] SlotRmap);
 
 /// Why a fault did not install its mapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -451,6 +469,16 @@ pub(crate) struct Fault<'a> {
     /// A supervisor write under CR0.WP=0 to a read-only page: map it
     /// writable but supervisor-only (KVM's rule).
     pub(crate) wp0_write: bool,
+    /// The host page may be written (a read-only slot's may not).
+    pub(crate) host_writable: bool,
+    /// The slot logs dirty pages: the leaf is writable only for a write
+    /// access, which marks the frame dirty.
+    pub(crate) log_dirty: bool,
+    /// The access is a write.
+    pub(crate) write: bool,
+    /// The invalidation sequence read before `pfn` and `tables` were
+    /// looked up (see [`Shadow::inval_seq`]).
+    pub(crate) seq: u64,
 }
 
 /// The outcome of an installed fault.
@@ -488,6 +516,16 @@ pub(crate) struct Shadow {
     descs: DescCache,
     rmaps: KVec<SlotRmap>,
     stats: MmuStats,
+    /// The EPT identity map (unpaged guests, and the owner of every pin
+    /// the shadow leaves map).
+    ept: Ept,
+    /// Host invalidations (mmu_notifier) under way: no mapping may be
+    /// installed while one runs (KVM's `mmu_invalidate_in_progress`).
+    inval_in_progress: u32,
+    /// Moves at the end of every host invalidation: a mapping prepared
+    /// outside the lock from an older value may be stale (KVM's
+    /// `mmu_invalidate_seq`).
+    inval_seq: u64,
 }
 
 // SAFETY: the raw pointers inside (descriptors, table pages) are owned
@@ -499,6 +537,22 @@ fn rmap_of(rmaps: &mut KVec<SlotRmap>, gfn: u64) -> Option<&mut List> {
     rmaps.iter_mut().find_map(|r| {
         gfn.checked_sub(r.base_gfn)
             .and_then(|off| r.lists.get_mut(usize::try_from(off).ok()?))
+    })
+}
+
+/// The slot rmap holding `gfn`, and `gfn`'s index in it.
+fn slot_rmap_of(rmaps: &mut KVec<SlotRmap>, gfn: u64) -> Option<(&mut SlotRmap, usize)> {
+    rmaps.iter_mut().find_map(|r| {
+        let off = usize::try_from(gfn.checked_sub(r.base_gfn)?).ok()?;
+        (off < r.lists.len()).then_some((r, off))
+    })
+}
+
+/// The EPT list of `gfn` in the slot rmap that holds it.
+fn ept_rmap_of(rmaps: &mut KVec<SlotRmap>, gfn: u64) -> Option<&mut List> {
+    rmaps.iter_mut().find_map(|r| {
+        gfn.checked_sub(r.base_gfn)
+            .and_then(|off| r.ept.get_mut(usize::try_from(off).ok()?))
     })
 }
 
@@ -536,6 +590,9 @@ impl Shadow {
             },
             rmaps: KVec::new(),
             stats: MmuStats::default(),
+            ept: Ept::new()?,
+            inval_in_progress: 0,
+            inval_seq: 0,
         })
     }
 
@@ -981,6 +1038,9 @@ impl Shadow {
         ch: &mut Changes,
     ) -> Result<Installed, Fail> {
         self.stats.pf_taken += 1;
+        if self.inval_in_progress != 0 || self.inval_seq != f.seq {
+            return Err(Fail::Retry);
+        }
         let root = roots.cur.ok_or(Fail::Retry)?;
         if !self.sp(root.sp).is_some_and(|sp| self.usable(sp)) {
             return Err(Fail::Retry);
@@ -1058,7 +1118,8 @@ impl Shadow {
             let now = if mode.bits32 {
                 // SAFETY: `va` is the direct-map address of the entry in a
                 // guest page pinned by the EPT map, which unpins only after
-                // a generation change (checked above, under this lock).
+                // a generation change or a host invalidation (both checked
+                // above, under this lock).
                 u64::from(unsafe { va.cast::<u32>().read_volatile() })
             } else {
                 // SAFETY: as above.
@@ -1072,8 +1133,16 @@ impl Shadow {
         let protected = self.protected(gfn);
         let r = t.rights;
         let mut spte = (f.pfn << 12) & ADDR_MASK | P;
-        if (r.write || f.wp0_write) && t.dirty && !protected {
+        if (r.write || f.wp0_write)
+            && t.dirty
+            && !protected
+            && f.host_writable
+            && (f.write || !f.log_dirty)
+        {
             spte |= RW;
+            if f.log_dirty {
+                self.mark_dirty(gfn);
+            }
         }
         if r.user && !f.wp0_write {
             spte |= US;
@@ -1111,6 +1180,237 @@ impl Shadow {
         Ok(Installed { protected })
     }
 
+    /// The EPT pointer of the VM's identity map (its root never changes).
+    pub(crate) fn eptp(&self) -> u64 {
+        self.ept.eptp()
+    }
+
+    /// The invalidation sequence a fault reads before looking its pages
+    /// up outside the lock; see [`Fault::seq`].
+    pub(crate) fn inval_seq(&self) -> u64 {
+        self.inval_seq
+    }
+
+    /// Whether a mapping prepared with sequence `seq` may be installed.
+    fn inval_ok(&self, seq: u64) -> bool {
+        self.inval_in_progress == 0 && self.inval_seq == seq
+    }
+
+    /// A host invalidation starts: nothing is installed until it ends.
+    pub(crate) fn inval_begin(&mut self) {
+        self.inval_in_progress += 1;
+    }
+
+    /// A host invalidation ends.
+    pub(crate) fn inval_end(&mut self) {
+        self.inval_seq = self.inval_seq.wrapping_add(1);
+        self.inval_in_progress = self.inval_in_progress.saturating_sub(1);
+    }
+
+    /// The host page guest frame `gfn` is mapped to in the EPT.
+    pub(crate) fn ept_lookup(&mut self, gfn: u64) -> Option<u64> {
+        self.ept.lookup(gfn).map(ept::leaf_pfn)
+    }
+
+    /// Maps `gfn` to the pinned page `pfn` in the EPT, read-only unless
+    /// `writable`, if no host invalidation ran since `seq` was read.
+    /// `Ok(true)`: the pin passed to the map; `Ok(false)`: `gfn` was mapped
+    /// already, the pin stays with the caller; `Err(Retry)`: the pin stays
+    /// with the caller too (stale `seq`, caches empty, no rmap yet). A
+    /// writable mapping of a slot that logs dirty pages marks `gfn` dirty.
+    pub(crate) fn ept_map(
+        &mut self,
+        gfn: u64,
+        pfn: u64,
+        writable: bool,
+        log_dirty: bool,
+        seq: u64,
+    ) -> Result<bool, Fail> {
+        if !self.inval_ok(seq) || self.pages.len() < ept::TABLES_PER_MAP {
+            return Err(Fail::Retry);
+        }
+        let Self {
+            ept,
+            pages,
+            rmaps,
+            descs,
+            ..
+        } = self;
+        let list = ept_rmap_of(rmaps, gfn).ok_or(Fail::Retry)?;
+        let Some(entry) = ept.prepare(gfn, &mut || pages.pop().map(Table::into_raw)) else {
+            return Ok(false);
+        };
+        list.add(entry as u64, descs).map_err(|_| Fail::Retry)?;
+        ept.set_leaf(entry, pfn, writable);
+        if writable && log_dirty {
+            self.mark_dirty(gfn);
+        }
+        Ok(true)
+    }
+
+    /// Lets the guest write `gfn` through its EPT leaf (pinned writable:
+    /// the slot is not read-only), marking it dirty if the slot logs.
+    /// False if `gfn` is not mapped.
+    pub(crate) fn ept_allow_write(&mut self, gfn: u64, log_dirty: bool) -> bool {
+        let Some(list) = ept_rmap_of(&mut self.rmaps, gfn) else {
+            return false;
+        };
+        let mut found = false;
+        for h in list.iter() {
+            // SAFETY: an EPT rmap handle is a present leaf of the map, which
+            // is changed only under this lock.
+            unsafe { ept::set_writable(h as *mut u64, true) };
+            found = true;
+        }
+        if found && log_dirty {
+            self.mark_dirty(gfn);
+        }
+        found
+    }
+
+    /// Sets `gfn`'s bit in its slot's dirty bitmap.
+    pub(crate) fn mark_dirty(&mut self, gfn: u64) {
+        if let Some((r, off)) = slot_rmap_of(&mut self.rmaps, gfn) {
+            if let Some(w) = r.dirty.get_mut(off / 64) {
+                *w |= 1 << (off % 64);
+            }
+        }
+    }
+
+    /// Takes write access away from every leaf (EPT and shadow) mapping
+    /// `gfn`, so that the next guest write faults.
+    fn write_protect_all(&mut self, gfn: u64) -> bool {
+        let mut changed = self.write_protect(gfn);
+        if let Some(list) = ept_rmap_of(&mut self.rmaps, gfn) {
+            for h in list.iter() {
+                // SAFETY: as in `ept_allow_write`.
+                changed |= unsafe { ept::set_writable(h as *mut u64, false) };
+            }
+        }
+        changed
+    }
+
+    /// Dirty logging starts for the slot at `base_gfn`: a clean bitmap,
+    /// and no leaf of the slot writable.
+    pub(crate) fn start_dirty_log(&mut self, base_gfn: u64) -> Changes {
+        let mut ch = Changes::default();
+        let Some(i) = self.rmaps.iter().position(|r| r.base_gfn == base_gfn) else {
+            return ch;
+        };
+        let n = self.rmaps[i].lists.len() as u64;
+        self.rmaps[i].dirty.iter_mut().for_each(|w| *w = 0);
+        for gfn in base_gfn..base_gfn + n {
+            ch.flush |= self.write_protect_all(gfn);
+        }
+        ch
+    }
+
+    /// `KVM_GET_DIRTY_LOG`: moves the bitmap of the slot at `base_gfn` to
+    /// `out` (as many words as fit) and write-protects the pages that were
+    /// dirty, so that their next write is logged again.
+    pub(crate) fn take_dirty_log(&mut self, base_gfn: u64, out: &mut [u64]) -> Changes {
+        let mut ch = Changes::default();
+        out.iter_mut().for_each(|w| *w = 0);
+        let Some(i) = self.rmaps.iter().position(|r| r.base_gfn == base_gfn) else {
+            return ch;
+        };
+        for (w, o) in out.iter_mut().enumerate() {
+            let Some(word) = self.rmaps[i].dirty.get_mut(w) else {
+                break;
+            };
+            *o = core::mem::take(word);
+            let mut bits = *o;
+            while bits != 0 {
+                let b = u64::from(bits.trailing_zeros());
+                bits &= bits - 1;
+                ch.flush |= self.write_protect_all(base_gfn + 64 * w as u64 + b);
+            }
+        }
+        ch
+    }
+
+    /// Unmaps guest frames `[first, last)` from the EPT and the shadow
+    /// leaves (draining each frame's rmap lists), stopping early once
+    /// `pins` is full of cleared EPT leaves whose pins passed to the
+    /// caller, who must kick the vCPUs (the returned `Changes`) before
+    /// releasing them with [`ept::unpin`].
+    /// Returns the frame to continue at, and how many pins were stored.
+    pub(crate) fn zap_range(
+        &mut self,
+        first: u64,
+        last: u64,
+        pins: &mut [u64],
+    ) -> (u64, usize, Changes) {
+        let mut ch = Changes::default();
+        let mut n = 0;
+        let mut gfn = first;
+        // Bounded work per lock hold: at most `pins.len()` pages, and at
+        // most 1024 frames looked at.
+        while gfn < last && n < pins.len() && gfn - first < 1024 {
+            let Self {
+                ept,
+                rmaps,
+                descs,
+                stats,
+                ..
+            } = self;
+            if let Some(list) = ept_rmap_of(rmaps, gfn) {
+                list.drain(descs, |h| {
+                    // SAFETY: an EPT rmap handle is the address of a present
+                    // leaf of the map (`Ept` invariant).
+                    let old = unsafe { ept.clear_leaf(h as *mut u64) };
+                    if let Some(p) = pins.get_mut(n) {
+                        *p = old;
+                        n += 1;
+                    }
+                    ch.flush = true;
+                });
+            }
+            if let Some(list) = rmap_of(rmaps, gfn) {
+                list.drain(descs, |h| {
+                    // SAFETY: shadow rmap handles are addresses of present
+                    // leaves in live table pages (invariant).
+                    unsafe { (h as *mut u64).write_volatile(0) };
+                    stats.pages_4k = stats.pages_4k.saturating_sub(1);
+                    ch.flush = true;
+                });
+            }
+            gfn += 1;
+        }
+        (gfn, n, ch)
+    }
+
+    /// Whether a frame of `[first, last)` is young: mapped by the EPT (no
+    /// accessed bits there) or by a shadow leaf the guest accessed through;
+    /// the shadow leaves' accessed bits are cleared if `clear`.
+    pub(crate) fn age_range(&mut self, first: u64, last: u64, clear: bool) -> (bool, Changes) {
+        let mut young = false;
+        let mut ch = Changes::default();
+        for gfn in first..last {
+            if ept_rmap_of(&mut self.rmaps, gfn).is_some_and(|l| !l.is_empty()) {
+                young = true;
+            }
+            let Some(list) = rmap_of(&mut self.rmaps, gfn) else {
+                continue;
+            };
+            for h in list.iter() {
+                let e = h as *mut u64;
+                // SAFETY: rmap handles are addresses of present leaves in
+                // live table pages (invariant).
+                let v = unsafe { e.read_volatile() };
+                if v & PTE_A != 0 {
+                    young = true;
+                    if clear {
+                        // SAFETY: as above.
+                        unsafe { e.write_volatile(v & !PTE_A) };
+                        ch.flush = true;
+                    }
+                }
+            }
+        }
+        (young, ch)
+    }
+
     /// Starts a fast invalidation of everything: every page becomes
     /// obsolete (never found again; roots reloaded). The pages are zapped
     /// by [`Shadow::zap_obsolete`].
@@ -1146,19 +1446,20 @@ impl Shadow {
 
     /// Forgets the rmap of the slot that started at `base_gfn` (after its
     /// leaves were zapped).
-    pub(crate) fn drop_rmap(&mut self, base_gfn: u64) {
-        if let Some(p) = self.rmaps.iter().position(|r| r.base_gfn == base_gfn) {
-            if let Ok(mut r) = self.rmaps.remove(p) {
-                let descs = &mut self.descs;
-                for l in r.lists.iter_mut() {
-                    // Empty after the zap; drained for safety.
-                    l.drain(descs, |h| {
-                        // SAFETY: a handle is a present leaf in a live page.
-                        unsafe { (h as *mut u64).write_volatile(0) };
-                    });
-                }
-            }
+    pub(crate) fn drop_rmap(&mut self, base_gfn: u64) -> Option<RetiredRmap> {
+        let p = self.rmaps.iter().position(|r| r.base_gfn == base_gfn)?;
+        let mut r = self.rmaps.remove(p).ok()?;
+        let descs = &mut self.descs;
+        for l in r.lists.iter_mut() {
+            // Empty after the zap; drained for safety.
+            l.drain(descs, |h| {
+                // SAFETY: a handle is a present leaf in a live page.
+                unsafe { (h as *mut u64).write_volatile(0) };
+            });
         }
+        // The EPT lists are empty: the caller unmapped the whole slot with
+        // `zap_range` while the slot was invalid (nothing could map it).
+        Some(RetiredRmap(r))
     }
 
     /// Sets the page budget (`KVM_SET_NR_MMU_PAGES`, or the default when
@@ -1214,9 +1515,18 @@ impl Drop for Shadow {
                 sp.parents.drain(descs, |_| {});
             }
         }
+        let ept = &mut self.ept;
         for r in self.rmaps.iter_mut() {
             for l in r.lists.iter_mut() {
                 l.drain(descs, |_| {});
+            }
+            for l in r.ept.iter_mut() {
+                l.drain(descs, |h| {
+                    // SAFETY: an EPT rmap handle is a present leaf of the
+                    // map, whose pin is released once here; no vCPU of
+                    // this VM runs any more.
+                    unsafe { ept::unpin(ept.clear_leaf(h as *mut u64)) };
+                });
             }
         }
     }
@@ -1277,11 +1587,26 @@ pub(crate) fn ensure_rmap(lock: &SpinLock<Shadow>, base_gfn: u64, npages: u64) -
     }
     let n = usize::try_from(npages).map_err(|_| ENOMEM)?;
     let mut lists = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+    let mut ept = KVVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..n {
         lists.push(List::new(), GFP_KERNEL_ACCOUNT)?;
+        ept.push(List::new(), GFP_KERNEL_ACCOUNT)?;
+    }
+    let words = n.div_ceil(64);
+    let mut dirty = KVVec::with_capacity(words, GFP_KERNEL_ACCOUNT)?;
+    for _ in 0..words {
+        dirty.push(0, GFP_KERNEL_ACCOUNT)?;
     }
     let mut spare = KVec::with_capacity(1, GFP_KERNEL_ACCOUNT)?;
-    spare.push(SlotRmap { base_gfn, lists }, GFP_KERNEL_ACCOUNT)?;
+    spare.push(
+        SlotRmap {
+            base_gfn,
+            lists,
+            ept,
+            dirty,
+        },
+        GFP_KERNEL_ACCOUNT,
+    )?;
     let mut s = lock.lock();
     if !s.rmaps.iter().any(|r| r.base_gfn == base_gfn) {
         if s.rmaps.len() == s.rmaps.capacity() {

@@ -46,7 +46,10 @@ use crate::{
         kvm_run as kr, //
     },
     shim,
-    vm::Vm,
+    vm::{
+        Map,
+        Vm, //
+    },
     vmx::{
         caps::VmxCaps,
         exit::{
@@ -1377,11 +1380,15 @@ fn reverse_elements(buf: &mut [u8], size: u64) {
 }
 
 /// EPT violation: map the slot page it hit, or emulate the MMIO access.
+/// A write to a read-only slot is emulated as an MMIO write, as in KVM.
 fn handle_ept_violation(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result<Step> {
-    if vm.map_gfn(e.gpa >> 12)? {
-        return Ok(Step::Continue);
+    let q = EptViolation::from_qualification(e.qualification);
+    match vm.map_gfn(e.gpa >> 12, q.write)? {
+        Map::Mapped | Map::Retry => return Ok(Step::Continue),
+        Map::ReadOnly if !q.write => return Ok(Step::Continue),
+        Map::ReadOnly | Map::NoSlot => {}
     }
-    if EptViolation::from_qualification(e.qualification).fetch {
+    if q.fetch {
         emulation_failure(area, &[]);
         return Ok(Step::ToUser);
     }
@@ -1520,7 +1527,8 @@ impl Vm {
         let hva = self.gpa_to_hva(gpa, buf.len() as u64).ok_or(EFAULT)?;
         UserSlice::new(UserPtr::from_addr(hva as usize), buf.len())
             .writer()
-            .write_slice(buf)
+            .write_slice(buf)?;
+        self.mark_dirty(gpa, buf.len() as u64)
     }
 
     /// Reads up to `buf.len()` instruction bytes at guest address `la`,

@@ -99,11 +99,48 @@ fn slot_ids_and_address_spaces_are_bounded() {
 
 #[test]
 fn unsupported_flags_are_einval() {
-    for flags in [1, 2, 4, 1 << 31] {
+    // GUEST_MEMFD, rkvm's internal INVALID bit and bits no KVM defines.
+    for flags in [4, SLOT_INVALID, 1 << 31] {
         let mut r = req(0, 0, MB, 0x7000_0000);
         r.flags = flags;
         assert_eq!(run(&r, &[]), Err(Refusal::Invalid), "flags {flags:#x}");
     }
+}
+
+#[test]
+fn dirty_logging_can_be_switched_on_and_off() {
+    let mut r = req(0, 0, MB, 0x7000_0000);
+    r.flags = KVM_MEM_LOG_DIRTY_PAGES;
+    let mut logging = slot(0, 0, 256, 0x7000_0000);
+    logging.flags = KVM_MEM_LOG_DIRTY_PAGES;
+    assert!(logging.logs_dirty());
+    assert_eq!(run(&r, &[]), Ok(Change::Create(logging)));
+    assert_eq!(
+        run(&r, &[slot(0, 0, 256, 0x7000_0000)]),
+        Ok(Change::Flags(logging))
+    );
+    r.flags = 0;
+    assert_eq!(
+        run(&r, &[logging]),
+        Ok(Change::Flags(slot(0, 0, 256, 0x7000_0000)))
+    );
+}
+
+#[test]
+fn readonly_slots_are_accepted_but_the_flag_cannot_change() {
+    let mut r = req(0, 0, MB, 0x7000_0000);
+    r.flags = KVM_MEM_READONLY;
+    let mut ro = slot(0, 0, 256, 0x7000_0000);
+    ro.flags = KVM_MEM_READONLY;
+    assert_eq!(run(&r, &[]), Ok(Change::Create(ro)));
+    assert!(ro.readonly() && !ro.invalid());
+    // KVM refuses to toggle READONLY on an existing slot.
+    assert_eq!(
+        run(&r, &[slot(0, 0, 256, 0x7000_0000)]),
+        Err(Refusal::Invalid)
+    );
+    r.flags = 0;
+    assert_eq!(run(&r, &[ro]), Err(Refusal::Invalid));
 }
 
 #[test]

@@ -230,13 +230,20 @@ pub(super) fn handle_page_fault(
         }
     };
     let gfn = t.gpa >> 12;
-    if !vm.mmu_prepare(gfn)? {
-        if kind == Kind::Fetch {
+    // From the slot lookup to the installed leaf: a slot published as
+    // invalid waits for this section (see `memslot`).
+    let _srcu = vm.slots_read();
+    let seq = vm.inval_seq();
+    let slot = match vm.mmu_prepare(gfn)? {
+        Some(slot) if slot.invalid() => return Ok(Step::Continue),
+        // Writes to a read-only slot exit as MMIO writes, as in KVM.
+        Some(slot) if !(slot.readonly() && kind == Kind::Write) => slot,
+        _ if kind == Kind::Fetch => {
             emulation_failure(area, &[]);
             return Ok(Step::ToUser);
         }
-        return emulate_mmio(vm, st, area, t.gpa);
-    }
+        _ => return emulate_mmio(vm, st, area, t.gpa),
+    };
     // The leaf's page and the guest tables the walk read, pinned (by the
     // EPT map) so that the shadow MMU can recheck the tables under its lock.
     let Some(pfn) = vm.gfn_pfn(gfn)? else {
@@ -262,6 +269,10 @@ pub(super) fn handle_page_fault(
             && !t.rights.write
             && privilege == Privilege::Supervisor
             && kind == Kind::Write,
+        host_writable: !slot.readonly(),
+        log_dirty: slot.logs_dirty(),
+        write: kind == Kind::Write,
+        seq,
     };
     let m = mode(st);
     let roots = &st.roots;
