@@ -66,6 +66,9 @@ const ZAP_BATCH: usize = 10;
 /// Host pages unmapped per hold of the MMU lock (see `Vm::unmap_gfns`).
 const UNMAP_BATCH: usize = 64;
 
+/// Rmap lists marked invalid per hold of the MMU lock (`retire_slot`).
+const RMAP_INVALIDATE_BATCH: usize = 4096;
+
 /// What [`Vm::map_gfn`] found.
 pub(crate) enum Map {
     /// The frame is mapped (by this call or before).
@@ -183,12 +186,12 @@ impl Vm {
         let mut slots = self.slots.lock();
         let id = req.slot as u16;
         let logged_before = slots.active().by_id(id).is_some_and(|s| s.logs_dirty());
-        if let Some((retired, change)) = slots.apply(&req, &self.active, &self.srcu)? {
+        if let Some(retiring) = slots.apply(&req, &self.active, &self.srcu)? {
             // Published as invalid and waited for: nothing maps it now.
-            self.retire_slot(&retired.slot);
-            slots.finish(change, &self.active, &self.srcu);
+            self.retire_slot(&retiring.slot);
+            slots.finish(retiring, &self.active, &self.srcu);
         }
-        if let Some(slot) = slots.active().by_id(id).copied() {
+        if let Some(slot) = slots.active().by_id(id) {
             if slot.logs_dirty() && !logged_before {
                 // Faults see the flag now; what they mapped writable
                 // before is write-protected here.
@@ -270,7 +273,7 @@ impl Vm {
 
     /// The slot of guest frame `gfn`.
     pub(crate) fn slot_of(&self, gfn: u64) -> Option<Slot> {
-        self.with_slots(|set| set.find(gfn).copied())
+        self.with_slots(|set| set.find(gfn))
     }
 
     /// The current host-invalidation sequence (read before looking pages
@@ -389,32 +392,39 @@ impl Vm {
     }
 
     /// The host page behind guest frame `gfn` (pinned, and mapped in the
-    /// EPT), or `None` if no slot backs it or the mapping must be retried.
-    /// The caller holds [`Vm::slots_read`] and checks the invalidation
-    /// sequence it read before under the MMU lock.
-    pub(crate) fn gfn_pfn(&self, gfn: u64) -> Result<Option<u64>> {
+    /// EPT) and whether it was pinned for writing (it is if `write` and
+    /// the VMM's mapping allows it), or `None` if no slot backs it or the
+    /// mapping must be retried. The caller holds [`Vm::slots_read`] and
+    /// checks the invalidation sequence it read before under the MMU lock.
+    pub(crate) fn gfn_pfn(&self, gfn: u64, write: bool) -> Result<Option<(u64, bool)>> {
         // Mapped already (the common case on a shadow fault, for the guest
         // tables above all): no pin to take and give back.
-        if let Some(pfn) = self.mmu.lock().ept_lookup(gfn) {
-            return Ok(Some(pfn));
+        if let Some((pfn, pin_w)) = self.mmu.lock().ept_lookup(gfn) {
+            if pin_w || !write {
+                return Ok(Some((pfn, pin_w)));
+            }
         }
-        if matches!(self.map_gfn(gfn, false)?, Map::NoSlot) {
+        if matches!(self.map_gfn(gfn, write)?, Map::NoSlot) {
             return Ok(None);
         }
         Ok(self.mmu.lock().ept_lookup(gfn))
     }
 
     /// Maps guest frame `gfn` in the EPT if a slot backs it, pinning the
-    /// VMM's page (writable unless the slot is read-only). The pin is
-    /// taken outside every lock (it may fault the page in, which may call
-    /// the mmu_notifier); a host invalidation that ran meanwhile makes the
-    /// mapping a retry (the vCPU faults again). In a slot that logs dirty
-    /// pages the leaf is writable only after a `write` access, which is
-    /// logged; a `write` to a mapped, write-protected leaf of a writable
-    /// slot makes it writable (and is logged).
+    /// VMM's page. The pin is taken outside every lock (it may fault the
+    /// page in, which may call the mmu_notifier); a host invalidation that
+    /// ran meanwhile makes the mapping a retry (the vCPU faults again).
+    ///
+    /// As KVM's `hva_to_pfn()`: the page is pinned for writing unless the
+    /// slot is read-only, or the access is a read and the VMM's mapping is
+    /// read-only (`mprotect`); then the leaf stays read-only, and a later
+    /// write unmaps it and pins again for writing, which fails (`EFAULT`
+    /// out of `KVM_RUN`) while the VMM's mapping forbids writes. In a slot
+    /// that logs dirty pages the leaf is writable only after a `write`
+    /// access, which is logged; a `write` to a mapped, write-protected
+    /// leaf makes it writable (and is logged).
     pub(crate) fn map_gfn(&self, gfn: u64, write: bool) -> Result<Map> {
         let _srcu = self.slots_read();
-        let seq = self.inval_seq();
         let Some(slot) = self.slot_of(gfn) else {
             return Ok(Map::NoSlot);
         };
@@ -424,27 +434,33 @@ impl Vm {
         }
         let (ro, log) = (slot.readonly(), slot.logs_dirty());
         let done = if ro { Map::ReadOnly } else { Map::Mapped };
-        let allow_write = |s: &mut Shadow| {
-            if write && !ro {
-                s.ept_allow_write(gfn, log);
-            }
-        };
-        {
+        let write = write && !ro;
+        let mapped = {
             let mut s = self.mmu.lock();
-            if s.ept_lookup(gfn).is_some() {
-                allow_write(&mut s);
+            let mapped = s.ept_lookup(gfn).is_some();
+            if mapped && (!write || s.ept_allow_write(gfn, log)) {
                 return Ok(done);
             }
+            mapped
+        };
+        if mapped {
+            // Pinned read-only, and now written: pin it again, for writing.
+            self.unmap_gfns(gfn, gfn + 1, true);
         }
+        let seq = self.inval_seq();
         shadow::ensure_rmap(&self.mmu, slot.base_gfn, slot.npages)?;
         shadow::topup(&self.mmu)?;
         let hva = slot.userspace_addr + ((gfn - slot.base_gfn) << 12);
-        let pfn = shim::pin_user_page(hva, !ro)?;
+        let (pfn, pin_w) = match shim::pin_user_page(hva, !ro) {
+            Ok(pfn) => (pfn, !ro),
+            Err(e) if e == EFAULT && !ro && !write => (shim::pin_user_page(hva, false)?, false),
+            Err(e) => return Err(e),
+        };
         let mut s = self.mmu.lock();
-        let installed = s.ept_map(gfn, pfn, !ro && (write || !log), log, seq);
-        if matches!(installed, Ok(false)) {
-            // Mapped by another vCPU meanwhile.
-            allow_write(&mut s);
+        let mut installed = s.ept_map(gfn, pfn, write || !log, pin_w, log, seq);
+        if matches!(installed, Ok(false)) && write && !s.ept_allow_write(gfn, log) {
+            // Mapped meanwhile by another vCPU, read-only: fault again.
+            installed = Err(shadow::Fail::Retry);
         }
         drop(s);
         if !matches!(installed, Ok(true)) {
@@ -487,7 +503,6 @@ impl Vm {
         let slot = slots
             .active()
             .by_id(id)
-            .copied()
             .filter(|s| s.logs_dirty())
             .ok_or(ENOENT)?;
         let words = usize::try_from(slot.npages.div_ceil(64)).map_err(|_| ENOMEM)?;
@@ -507,8 +522,10 @@ impl Vm {
     /// batch at a time: each batch's pins are released after the vCPUs
     /// were kicked out of their windows (every window starts with INVEPT
     /// and reloads its shadow root's entries), and the lock is dropped
-    /// between batches.
+    /// between batches. It counts as a host invalidation: a fault that
+    /// looked one of these pages up before cannot install it.
     pub(crate) fn unmap_gfns(&self, first: u64, last: u64, may_sleep: bool) {
+        self.mmu.lock().inval_begin();
         let mut pins = [0u64; UNMAP_BATCH];
         let mut gfn = first;
         while gfn < last {
@@ -527,6 +544,7 @@ impl Vm {
                 shim::cond_resched();
             }
         }
+        self.mmu.lock().inval_end();
     }
 
     /// Takes the mappings of a slot being deleted or moved away (it is
@@ -534,6 +552,16 @@ impl Vm {
     /// unmapped, every shadow page is retired (the slot may hold guest
     /// tables), and its rmap is freed.
     fn retire_slot(&self, slot: &Slot) {
+        // Its rmaps become invalid first (a batch per lock hold): from now
+        // on they can only shrink, whatever path tried to add to them.
+        let mut next = Some(0);
+        while let Some(from) = next {
+            next = self
+                .mmu
+                .lock()
+                .invalidate_rmap(slot.base_gfn, from, RMAP_INVALIDATE_BATCH);
+            shim::cond_resched();
+        }
         self.unmap_gfns(slot.base_gfn, slot.end_gfn(), true);
         self.zap_all_shadow();
         let rmap = self.mmu.lock().drop_rmap(slot.base_gfn);

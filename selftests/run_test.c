@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -292,6 +293,24 @@ asm(GUEST_BEGIN
 	"dirty32_end:\n"
 	GUEST_END);
 extern const char dirty32_start[], dirty32_end[];
+
+/* Reads the words at EBX, ECX, EDX and ESI and reports each. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global read4_start, read4_end\n"
+	"read4_start:\n"
+	"	movl (%ebx), %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	movl (%ecx), %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	movl (%edx), %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	movl (%esi), %eax\n"
+	"	out %eax, $" XSTR(SLOT2_PORT) "\n"
+	"	hlt\n"
+	"read4_end:\n"
+	GUEST_END);
+extern const char read4_start[], read4_end[];
 
 /* #UD with an empty IDT: #GP, #DF, then a triple fault. */
 asm(GUEST_BEGIN
@@ -1136,6 +1155,114 @@ static __u32 *add_slot2_pages(struct __test_metadata *_metadata, struct vm *vm, 
 static __u32 *add_slot2(struct __test_metadata *_metadata, struct vm *vm, __u32 flags)
 {
 	return add_slot2_pages(_metadata, vm, flags, 1);
+}
+
+/*
+ * The VMM makes guest memory read-only (mprotect): guest reads still work,
+ * a guest write fails KVM_RUN with EFAULT (exit reason KVM_EXIT_UNKNOWN),
+ * and once the VMM allows writes again the guest's write goes through.
+ */
+TEST_F(run, host_mprotect)
+{
+	struct kvm_run *run = self->vcpu.run;
+	__u32 *p = add_slot2(_metadata, &self->vm, 0);
+
+	ASSERT_NE(NULL, p);
+	p[0] = 0x1111;
+	p[1] = 0x2222;
+	ASSERT_EQ(0, mprotect(p, 4096, PROT_READ));
+	load_code(_metadata, &self->vm, CODE_GPA, ro32_start, ro32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	EXPECT_EQ(0x1111U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
+						   4, SLOT2_PORT), 4));
+	EXPECT_EQ(-EFAULT, vcpu_run(&self->vcpu));
+	EXPECT_EQ((__u32)KVM_EXIT_UNKNOWN, run->exit_reason);
+	EXPECT_EQ(0x2222U, p[1]);
+	ASSERT_EQ(0, mprotect(p, 4096, PROT_READ | PROT_WRITE));
+	EXPECT_EQ(0xcafeU, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
+						   4, SLOT2_PORT), 4));
+	EXPECT_EQ(0xcafeU, p[1]);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	munmap(p, 4096);
+}
+
+/* Thousands of slots: one page each, a page apart. */
+#define MANY_N		2000
+#define MANY_GPA(i)	(0x400000ULL + (__u64)(i) * 0x2000)
+
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/*
+ * MANY_N one-page slots: each is found by the guest (four of them read),
+ * overlaps are still refused, one moves, all are deleted again. Prints
+ * the time the creations and deletions took.
+ */
+TEST_F(run, many_slots)
+{
+	static const unsigned int probe[4] = { 0, 777, 1500, MANY_N - 1 };
+	struct kvm_userspace_memory_region r = { .memory_size = 4096 };
+	__u32 *m = mmap(NULL, MANY_N * 4096UL, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct kvm_regs regs;
+	double t0, create_ms, delete_ms;
+	unsigned int i;
+
+	ASSERT_NE(MAP_FAILED, m);
+	t0 = now_ms();
+	for (i = 0; i < MANY_N; i++) {
+		m[i * 1024] = 0xa0000000 | i;
+		r.slot = 2 + i;
+		r.guest_phys_addr = MANY_GPA(i);
+		r.userspace_addr = (__u64)(unsigned long)(m + i * 1024);
+		ASSERT_EQ(0, ioctl(self->vm.fd, KVM_SET_USER_MEMORY_REGION, &r))
+			TH_LOG("slot %u: %s", 2 + i, strerror(errno));
+	}
+	create_ms = now_ms() - t0;
+	/* A new slot across the middle of two others. */
+	r.slot = 2 + MANY_N;
+	r.guest_phys_addr = MANY_GPA(900);
+	r.memory_size = 3 * 4096;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_SET_USER_MEMORY_REGION, &r));
+	EXPECT_EQ(EEXIST, errno);
+	/* Move slot 1500 into the gap after it. */
+	r.slot = 2 + 1500;
+	r.guest_phys_addr = MANY_GPA(1500) + 4096;
+	r.memory_size = 4096;
+	r.userspace_addr = (__u64)(unsigned long)(m + 1500 * 1024);
+	ASSERT_EQ(0, ioctl(self->vm.fd, KVM_SET_USER_MEMORY_REGION, &r));
+
+	load_code(_metadata, &self->vm, CODE_GPA, read4_start, read4_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	get_regs(_metadata, &self->vcpu, &regs);
+	regs.rbx = MANY_GPA(probe[0]);
+	regs.rcx = MANY_GPA(probe[1]);
+	regs.rdx = MANY_GPA(probe[2]) + 4096;
+	regs.rsi = MANY_GPA(probe[3]);
+	set_regs(_metadata, &self->vcpu, &regs);
+	for (i = 0; i < 4; i++)
+		EXPECT_EQ(0xa0000000 | probe[i],
+			  io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 4,
+						 SLOT2_PORT), 4)) TH_LOG("slot %u", 2 + probe[i]);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+
+	t0 = now_ms();
+	r.memory_size = 0;
+	for (i = 0; i < MANY_N; i++) {
+		r.slot = 2 + i;
+		ASSERT_EQ(0, ioctl(self->vm.fd, KVM_SET_USER_MEMORY_REGION, &r))
+			TH_LOG("delete %u: %s", 2 + i, strerror(errno));
+	}
+	delete_ms = now_ms() - t0;
+	printf("# many_slots: %u slots created in %.1f ms, deleted in %.1f ms\n", MANY_N,
+	       create_ms, delete_ms);
+	munmap(m, MANY_N * 4096UL);
 }
 
 /* KVM_GET_DIRTY_LOG of slot into bitmap; 0 or -errno. */

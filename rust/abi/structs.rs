@@ -244,6 +244,7 @@ pub(crate) mod kvm_run {
     pub(crate) const INTERNAL_NDATA: usize = 36;
     pub(crate) const INTERNAL_DATA: usize = 40;
 
+    pub(crate) const EXIT_UNKNOWN: u32 = 0;
     pub(crate) const EXIT_IO: u32 = 2;
     pub(crate) const EXIT_HLT: u32 = 5;
     pub(crate) const EXIT_IRQ_WINDOW_OPEN: u32 = 7;

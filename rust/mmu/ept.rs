@@ -29,6 +29,10 @@ use crate::shim;
 
 /// Write access.
 const W: u64 = 1 << 1;
+/// Software bit (ignored by the CPU in a leaf): the page was pinned for
+/// writing, so write access may be given, and the page is marked dirty
+/// when released.
+pub(crate) const PIN_W: u64 = 1 << 57;
 /// Read, write and execute access.
 const RWX: u64 = 0b111;
 /// Leaf memory type: write-back.
@@ -129,9 +133,11 @@ impl Ept {
 
     /// Fills the empty leaf `entry` (from [`Ept::prepare`], now in the
     /// rmap of its gfn) with the pinned page `pfn`, whose pin passes to
-    /// the map; read-only (and executable) unless `writable`.
-    pub(crate) fn set_leaf(&mut self, entry: *mut u64, pfn: u64, writable: bool) {
-        let rights = if writable { RWX } else { RWX & !W };
+    /// the map; read-only (and executable) unless `writable`; `pin_w`:
+    /// the page was pinned for writing (required for `writable`).
+    pub(crate) fn set_leaf(&mut self, entry: *mut u64, pfn: u64, writable: bool, pin_w: bool) {
+        let rights = if writable && pin_w { RWX } else { RWX & !W };
+        let rights = if pin_w { rights | PIN_W } else { rights };
         // INVARIANT: the pin passes to the map, the leaf is in its rmap.
         // SAFETY: `entry` is an empty leaf of this map (`prepare`).
         unsafe { entry.write((pfn << 12) | MEMTYPE_WB | rights) };
@@ -182,23 +188,29 @@ impl Drop for Ept {
 }
 
 /// Gives or takes the guest's write access through the present leaf
-/// `entry`; true if that changed it.
+/// `entry` (given only if its page was pinned for writing); true if that
+/// changed it.
 ///
 /// # Safety
 ///
-/// `entry` is a present leaf of an EPT map, whose page was pinned for
-/// writing if `write`; the caller holds the lock serializing the map.
+/// `entry` is a present leaf of an EPT map; the caller holds the lock
+/// serializing the map.
 pub(crate) unsafe fn set_writable(entry: *mut u64, write: bool) -> bool {
     // SAFETY: the caller's guarantee.
     let v = unsafe { entry.read() };
-    let new = if write { v | W } else { v & !W };
+    let new = if write && v & PIN_W != 0 {
+        v | W
+    } else {
+        v & !W
+    };
     // SAFETY: as above.
     unsafe { entry.write(new) };
     new != v
 }
 
 /// Releases the pin of a leaf cleared by [`Ept::clear_leaf`]; the page is
-/// marked dirty if the leaf let the guest write it.
+/// marked dirty if it was pinned for writing (the guest may have written
+/// it, through this leaf or a shadow leaf).
 ///
 /// # Safety
 ///
@@ -206,5 +218,5 @@ pub(crate) unsafe fn set_writable(entry: *mut u64, write: bool) -> bool {
 /// no vCPU can still reach its page; each such value is released once.
 pub(crate) unsafe fn unpin(entry: u64) {
     // SAFETY: the leaf owned this pin, which passed to the caller.
-    unsafe { shim::unpin_pfn(leaf_pfn(entry), entry & W != 0) };
+    unsafe { shim::unpin_pfn(leaf_pfn(entry), entry & PIN_W != 0) };
 }

@@ -1207,9 +1207,12 @@ impl Shadow {
         self.inval_in_progress = self.inval_in_progress.saturating_sub(1);
     }
 
-    /// The host page guest frame `gfn` is mapped to in the EPT.
-    pub(crate) fn ept_lookup(&mut self, gfn: u64) -> Option<u64> {
-        self.ept.lookup(gfn).map(ept::leaf_pfn)
+    /// The host page guest frame `gfn` is mapped to in the EPT, and
+    /// whether it was pinned for writing.
+    pub(crate) fn ept_lookup(&mut self, gfn: u64) -> Option<(u64, bool)> {
+        self.ept
+            .lookup(gfn)
+            .map(|e| (ept::leaf_pfn(e), e & ept::PIN_W != 0))
     }
 
     /// Maps `gfn` to the pinned page `pfn` in the EPT, read-only unless
@@ -1218,11 +1221,14 @@ impl Shadow {
     /// already, the pin stays with the caller; `Err(Retry)`: the pin stays
     /// with the caller too (stale `seq`, caches empty, no rmap yet). A
     /// writable mapping of a slot that logs dirty pages marks `gfn` dirty.
+    /// `pin_w`: the page was pinned for writing (else it is never mapped
+    /// writable).
     pub(crate) fn ept_map(
         &mut self,
         gfn: u64,
         pfn: u64,
         writable: bool,
+        pin_w: bool,
         log_dirty: bool,
         seq: u64,
     ) -> Result<bool, Fail> {
@@ -1241,25 +1247,30 @@ impl Shadow {
             return Ok(false);
         };
         list.add(entry as u64, descs).map_err(|_| Fail::Retry)?;
-        ept.set_leaf(entry, pfn, writable);
-        if writable && log_dirty {
+        ept.set_leaf(entry, pfn, writable, pin_w);
+        if writable && pin_w && log_dirty {
             self.mark_dirty(gfn);
         }
         Ok(true)
     }
 
-    /// Lets the guest write `gfn` through its EPT leaf (pinned writable:
-    /// the slot is not read-only), marking it dirty if the slot logs.
-    /// False if `gfn` is not mapped.
+    /// Lets the guest write `gfn` through its EPT leaf, marking it dirty
+    /// if the slot logs. False if `gfn` is not mapped, or its page was
+    /// not pinned for writing (the caller unmaps it and pins again).
     pub(crate) fn ept_allow_write(&mut self, gfn: u64, log_dirty: bool) -> bool {
         let Some(list) = ept_rmap_of(&mut self.rmaps, gfn) else {
             return false;
         };
         let mut found = false;
         for h in list.iter() {
+            let e = h as *mut u64;
             // SAFETY: an EPT rmap handle is a present leaf of the map, which
             // is changed only under this lock.
-            unsafe { ept::set_writable(h as *mut u64, true) };
+            if unsafe { e.read() } & ept::PIN_W == 0 {
+                return false;
+            }
+            // SAFETY: as above.
+            unsafe { ept::set_writable(e, true) };
             found = true;
         }
         if found && log_dirty {
@@ -1442,6 +1453,29 @@ impl Shadow {
             i = newer;
         }
         (true, ch)
+    }
+
+    /// Marks up to `count` frames' lists (shadow and EPT) of the rmap of
+    /// the slot at `base_gfn` invalid, from frame index `from`: they can
+    /// only be cleared from now on (a fault that would add to one
+    /// retries). Returns the index to continue at, `None` when done.
+    pub(crate) fn invalidate_rmap(
+        &mut self,
+        base_gfn: u64,
+        from: usize,
+        count: usize,
+    ) -> Option<usize> {
+        let r = self.rmaps.iter_mut().find(|r| r.base_gfn == base_gfn)?;
+        let end = r.lists.len().min(from.saturating_add(count));
+        for i in from..end {
+            if let Some(l) = r.lists.get_mut(i) {
+                l.mark_invalid();
+            }
+            if let Some(l) = r.ept.get_mut(i) {
+                l.mark_invalid();
+            }
+        }
+        (end < r.lists.len()).then_some(end)
     }
 
     /// Forgets the rmap of the slot that started at `base_gfn` (after its

@@ -501,6 +501,9 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
     if area.immediate_exit() {
         return Err(EINTR);
     }
+    // KVM's `vcpu_run()`: an error return (say EFAULT for guest memory the
+    // VMM made inaccessible) leaves KVM_EXIT_UNKNOWN.
+    area.set_exit(kr::EXIT_UNKNOWN);
     loop {
         if shim::signal_pending() {
             vcpu.stats.inc(VcpuStat::SignalExits);

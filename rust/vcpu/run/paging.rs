@@ -246,13 +246,13 @@ pub(super) fn handle_page_fault(
     };
     // The leaf's page and the guest tables the walk read, pinned (by the
     // EPT map) so that the shadow MMU can recheck the tables under its lock.
-    let Some(pfn) = vm.gfn_pfn(gfn)? else {
+    let Some((pfn, pin_w)) = vm.gfn_pfn(gfn, kind == Kind::Write && !slot.readonly())? else {
         return Ok(Step::Continue);
     };
     let mut tables = [core::ptr::null::<u8>(); 5];
     let visited = t.tables.as_slice();
     for (slot, v) in tables.iter_mut().zip(visited) {
-        let Some(p) = vm.gfn_pfn(v.gfn)? else {
+        let Some((p, _)) = vm.gfn_pfn(v.gfn, false)? else {
             return Ok(Step::Continue);
         };
         *slot = shim::phys_to_virt((p << 12) | (v.pte_gpa & 0xfff)).cast_const();
@@ -269,7 +269,7 @@ pub(super) fn handle_page_fault(
             && !t.rights.write
             && privilege == Privilege::Supervisor
             && kind == Kind::Write,
-        host_writable: !slot.readonly(),
+        host_writable: pin_w && !slot.readonly(),
         log_dirty: slot.logs_dirty(),
         write: kind == Kind::Write,
         seq,
