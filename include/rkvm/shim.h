@@ -49,4 +49,12 @@ void rkvm_table_set_owner(void *va, unsigned long owner);
 /* need_resched(). */
 bool rkvm_need_resched(void);
 
+/* eventfd_ctx_fdget(): a counted reference on the eventfd behind fd, or an
+ * ERR_PTR (-EBADF, -EINVAL). */
+void *rkvm_eventfd_get(int fd);
+/* eventfd_signal() on a context from rkvm_eventfd_get(). */
+void rkvm_eventfd_signal(void *ctx);
+/* eventfd_ctx_put(): drops that reference. */
+void rkvm_eventfd_put(void *ctx);
+
 #endif
