@@ -13,8 +13,9 @@ pub(crate) mod flag {
     pub(crate) const PIO: u32 = 1 << 1;
     pub(crate) const DEASSIGN: u32 = 1 << 2;
     pub(crate) const VIRTIO_CCW_NOTIFY: u32 = 1 << 3;
-    /// Every flag KVM knows.
-    pub(crate) const VALID: u32 = (1 << 4) - 1;
+    /// Every flag KVM accepts: the four above and bit 4 (the uapi's
+    /// `kvm_ioeventfd_flag_nr_fast_mmio`, which has no effect).
+    pub(crate) const VALID: u32 = (1 << 5) - 1;
 }
 
 /// KVM's `NR_IOBUS_DEVS`: devices per bus.

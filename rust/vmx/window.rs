@@ -102,7 +102,7 @@ fn read_dr(n: u8) -> u64 {
 /// # Safety
 ///
 /// Interrupts disabled in a VMX window, DR7 with no breakpoint of the
-/// host's enabled (a VM exit leaves it 0x400); DR6 values have bits 63:32
+/// host's enabled (0x400, as a VM exit leaves it); DR6 values have bits 63:32
 /// clear. The caller restores the host's value before the window closes.
 unsafe fn write_dr(n: u8, v: u64) {
     // SAFETY: guaranteed by the caller.
@@ -628,11 +628,21 @@ impl<'a> Window<'a> {
         if self.host_debug.is_some() {
             return;
         }
+        // Before the first entry DR7 is still the host's, which may enable
+        // breakpoints (a ptrace watchpoint of this task): disable them
+        // first, as KVM does. `HostState::restore` puts the host's DR7
+        // back when the window closes.
+        // SAFETY: window invariant (interrupts off); DR7 = 0x400 only
+        // disables breakpoints.
+        unsafe {
+            asm!("mov dr7, {}", in(reg) DR7_RESET, options(nomem, nostack, preserves_flags));
+        }
         let mut host = [0; 5];
         for n in 0..4u8 {
             host[usize::from(n)] = read_dr(n);
-            // SAFETY: window invariant; a VM exit left DR7 at 0x400, so
-            // no host breakpoint uses DR0-DR3 until `drop` restores them.
+            // SAFETY: window invariant; DR7 is 0x400 (set above, and a VM
+            // exit leaves it so), so no host breakpoint uses DR0-DR3 until
+            // `drop` restores them.
             unsafe { write_dr(n, db[usize::from(n)]) };
         }
         host[4] = read_dr(6);
