@@ -3,6 +3,8 @@
  * C helpers of rkvm.ko; see include/rkvm/shim.h.
  */
 #include <linux/cpumask.h>
+#include <linux/eventfd.h>
+#include <linux/err.h>
 #include <linux/gfp.h>
 #include <linux/sched.h>
 #include <linux/mm.h>
@@ -139,4 +141,19 @@ void rkvm_table_set_owner(void *va, unsigned long owner)
 bool rkvm_need_resched(void)
 {
 	return need_resched();
+}
+
+void *rkvm_eventfd_get(int fd)
+{
+	return eventfd_ctx_fdget(fd);
+}
+
+void rkvm_eventfd_signal(void *ctx)
+{
+	eventfd_signal(ctx);
+}
+
+void rkvm_eventfd_put(void *ctx)
+{
+	eventfd_ctx_put(ctx);
 }

@@ -39,6 +39,16 @@ impl MiscDevice for SystemFd {
             }
             abi::KVM_GET_MSR_INDEX_LIST => msr_index_list(arg),
             abi::KVM_GET_SUPPORTED_CPUID => supported_cpuid(arg),
+            abi::KVM_X86_GET_MCE_CAP_SUPPORTED => {
+                use kernel::uaccess::{
+                    UserPtr,
+                    UserSlice, //
+                };
+                UserSlice::new(UserPtr::from_addr(arg), size_of::<u64>())
+                    .writer()
+                    .write(&crate::x86::mce::SUPPORTED_CAP)?;
+                Ok(0)
+            }
             _ => Err(EINVAL),
         }
     }

@@ -18,6 +18,7 @@ use kernel::{
 mod abi;
 mod dev;
 mod fd;
+mod ioeventfd;
 mod memslot;
 mod mmu;
 mod notifier;

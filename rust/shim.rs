@@ -27,6 +27,9 @@ mod ffi {
         pub(super) fn rkvm_table_owner(va: *const core::ffi::c_void) -> core::ffi::c_ulong;
         pub(super) fn rkvm_table_set_owner(va: *mut core::ffi::c_void, owner: core::ffi::c_ulong);
         pub(super) fn rkvm_need_resched() -> bool;
+        pub(super) fn rkvm_eventfd_get(fd: i32) -> *mut core::ffi::c_void;
+        pub(super) fn rkvm_eventfd_signal(ctx: *mut core::ffi::c_void);
+        pub(super) fn rkvm_eventfd_put(ctx: *mut core::ffi::c_void);
     }
 }
 
@@ -199,4 +202,33 @@ pub(crate) unsafe fn table_owner(va: *const [u64; 512]) -> u64 {
 pub(crate) unsafe fn table_set_owner(va: *mut [u64; 512], owner: u64) {
     // SAFETY: guaranteed by the caller.
     unsafe { ffi::rkvm_table_set_owner(va.cast(), owner as core::ffi::c_ulong) }
+}
+
+/// A counted reference on the eventfd behind `fd` (`eventfd_ctx_fdget()`);
+/// `EBADF` or `EINVAL` as that function returns them. The caller owns the
+/// reference and drops it with [`eventfd_put`].
+pub(crate) fn eventfd_get(fd: i32) -> Result<*mut core::ffi::c_void> {
+    // SAFETY: takes no pointer; returns a reference or an error pointer.
+    let ctx = unsafe { ffi::rkvm_eventfd_get(fd) };
+    kernel::error::from_err_ptr(ctx)
+}
+
+/// Signals an eventfd (adds 1 to its counter, wakes its waiters).
+///
+/// # Safety
+///
+/// `ctx` is a reference from [`eventfd_get`] not yet put.
+pub(crate) unsafe fn eventfd_signal(ctx: *mut core::ffi::c_void) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_eventfd_signal(ctx) }
+}
+
+/// Drops a reference from [`eventfd_get`].
+///
+/// # Safety
+///
+/// `ctx` is such a reference, not used afterwards.
+pub(crate) unsafe fn eventfd_put(ctx: *mut core::ffi::c_void) {
+    // SAFETY: guaranteed by the caller.
+    unsafe { ffi::rkvm_eventfd_put(ctx) }
 }

@@ -41,18 +41,21 @@ use crate::{
     vm::Vm,
     vmx::window::VmxPages,
     x86::{
-        cpuid,
+        cpuid, debugreg,
         decode::Insn,
-        msr,
+        mce, msr,
         segment::{
             self,
             Segment, //
         },
+        xsave,
     },
 };
 
 static VCPU_FOPS: fd::Fops = fd::fops::<VcpuFd>(Some(mmap));
 
+/// CR4.MCE.
+const CR4_MCE: u64 = 1 << 6;
 /// `KVM_MP_STATE_RUNNABLE`.
 const MP_STATE_RUNNABLE: u32 = 0;
 /// RFLAGS bit 1, always set.
@@ -108,6 +111,14 @@ struct State {
     nmi: bool,
     /// MSRs rkvm stores itself (STAR, LSTAR, PAT, the TSC offset, ...).
     msrs: msr::Msrs,
+    /// DR0-DR3, DR6, DR7 (DR7 is also in the VMCS while the guest runs).
+    debug: debugreg::DebugRegs,
+    /// XCR0 (1: XSAVE is not offered, the guest cannot change it).
+    xcr0: u64,
+    /// `KVM_X86_SET_MCE` found an uncorrected error the guest cannot take:
+    /// the next `KVM_RUN` ends in `KVM_EXIT_SHUTDOWN` (KVM's
+    /// `KVM_REQ_TRIPLE_FAULT`).
+    triple_fault: bool,
     /// The shadow roots of a paged guest.
     roots: crate::mmu::shadow::Roots,
     /// The last guest page-table write that could not be emulated (RIP,
@@ -190,6 +201,9 @@ impl State {
             irq: None,
             nmi: false,
             msrs: msr::Msrs::default(),
+            debug: debugreg::DebugRegs::default(),
+            xcr0: xsave::XCR0_RESET,
+            triple_fault: false,
             roots: crate::mmu::shadow::Roots::new(),
             last_unprotect: None,
         }
@@ -385,6 +399,72 @@ impl fd::FdObject for VcpuFd {
                 let _st = vcpu.state.lock();
                 vcpu.hw.lock().set_fpu(&fpu);
             }
+            abi::KVM_GET_DEBUGREGS => {
+                let d = vcpu.state.lock().debug;
+                let out = abi::KvmDebugregs {
+                    db: d.db,
+                    dr6: d.dr6,
+                    dr7: d.dr7,
+                    ..Default::default()
+                };
+                user(size_of::<abi::KvmDebugregs>()).writer().write(&out)?;
+            }
+            abi::KVM_SET_DEBUGREGS => {
+                let d = user(size_of::<abi::KvmDebugregs>())
+                    .reader()
+                    .read::<abi::KvmDebugregs>()?;
+                // KVM stores DR6 and DR7 as given once they pass the checks.
+                if !debugreg::set_debugregs_valid(d.flags, d.dr6, d.dr7) {
+                    return Err(EINVAL);
+                }
+                vcpu.state.lock().debug = debugreg::DebugRegs {
+                    db: d.db,
+                    dr6: d.dr6,
+                    dr7: d.dr7,
+                };
+            }
+            abi::KVM_GET_XSAVE => get_xsave(vcpu, arg)?,
+            abi::KVM_SET_XSAVE => set_xsave(vcpu, arg)?,
+            abi::KVM_GET_XCRS => {
+                let xcr0 = vcpu.state.lock().xcr0;
+                let mut x = abi::KvmXcrs::default();
+                // KVM reports none when the host has no XSAVE.
+                if crate::vmx::window::host_has_xsave() {
+                    x.nr_xcrs = 1;
+                    x.xcrs[0].value = xcr0;
+                }
+                user(size_of::<abi::KvmXcrs>()).writer().write(&x)?;
+            }
+            abi::KVM_SET_XCRS => {
+                let x = user(size_of::<abi::KvmXcrs>())
+                    .reader()
+                    .read::<abi::KvmXcrs>()?;
+                let mut st = vcpu.state.lock();
+                st.xcr0 = set_xcrs(&x, st.xcr0)?;
+            }
+            abi::KVM_X86_SETUP_MCE => {
+                let cap = user(size_of::<u64>()).reader().read::<u64>()?;
+                if !vcpu.state.lock().msrs.mce.setup(cap) {
+                    return Err(EINVAL);
+                }
+            }
+            abi::KVM_X86_SET_MCE => {
+                let m = user(size_of::<abi::KvmX86Mce>())
+                    .reader()
+                    .read::<abi::KvmX86Mce>()?;
+                let mut st = vcpu.state.lock();
+                let cr4_mce = st.cr4 & CR4_MCE != 0;
+                match st
+                    .msrs
+                    .mce
+                    .inject(m.bank, m.status, m.addr, m.misc, m.mcg_status, cr4_mce)
+                    .map_err(|()| EINVAL)?
+                {
+                    mce::Injected::None => {}
+                    mce::Injected::MachineCheck => run::queue_machine_check(&mut st),
+                    mce::Injected::TripleFault => st.triple_fault = true,
+                }
+            }
             // No in-kernel local APIC: a vCPU is always runnable (HLT exits
             // to user space), and only RUNNABLE may be set, as on KVM.
             abi::KVM_GET_MP_STATE => {
@@ -446,6 +526,49 @@ fn msrs_io(vcpu: &Vcpu, arg: usize, set: bool) -> Result<isize> {
         }
     }
     Ok(done)
+}
+
+/// `KVM_GET_XSAVE`: the guest's x87 and SSE state in the standard XSAVE
+/// layout (`x86::xsave`), as KVM gives it for a guest without XSAVE.
+fn get_xsave(vcpu: &Vcpu, arg: usize) -> Result {
+    let mut img = KVec::from_elem(0u8, abi::XSAVE_SIZE, GFP_KERNEL)?;
+    {
+        // Lock order: state, then hw.
+        let _st = vcpu.state.lock();
+        vcpu.hw.lock().get_xsave(&mut img);
+    }
+    UserSlice::new(UserPtr::from_addr(arg), abi::XSAVE_SIZE)
+        .writer()
+        .write_slice(&img)
+}
+
+/// `KVM_SET_XSAVE`: `EINVAL` for components other than x87 and SSE, a
+/// compacted image, reserved header bits or MXCSR bits (KVM's checks);
+/// nothing changes then.
+fn set_xsave(vcpu: &Vcpu, arg: usize) -> Result {
+    let mut img = KVec::from_elem(0u8, abi::XSAVE_SIZE, GFP_KERNEL)?;
+    UserSlice::new(UserPtr::from_addr(arg), abi::XSAVE_SIZE)
+        .reader()
+        .read_slice(&mut img)?;
+    let bv = xsave::check_image(&img).map_err(|_| EINVAL)?;
+    let _st = vcpu.state.lock();
+    vcpu.hw.lock().set_xsave(&img, bv);
+    Ok(())
+}
+
+/// `KVM_SET_XCRS` (KVM's `kvm_vcpu_ioctl_x86_set_xcrs()`): `EINVAL` without
+/// host XSAVE, for more than `KVM_MAX_XCRS` entries or any flag; the first
+/// XCR0 entry is applied with `__kvm_set_xcr()`'s rules (`EINVAL` if
+/// refused); other XCRs are ignored. Returns the new XCR0.
+fn set_xcrs(x: &abi::KvmXcrs, xcr0: u64) -> Result<u64> {
+    if !crate::vmx::window::host_has_xsave() || x.nr_xcrs as usize > abi::MAX_XCRS || x.flags != 0 {
+        return Err(EINVAL);
+    }
+    match x.xcrs[..x.nr_xcrs as usize].iter().find(|e| e.xcr == 0) {
+        Some(e) if xsave::xcr0_valid(e.value, xsave::GUEST_SUPPORTED_XCR0) => Ok(e.value),
+        Some(_) => Err(EINVAL),
+        None => Ok(xcr0),
+    }
 }
 
 /// `KVM_SET_CPUID2`: all or nothing. Once the vCPU has run, only the

@@ -127,6 +127,9 @@ pub(crate) struct Vm {
     running: [AtomicI32; abi::MAX_VCPUS as usize],
     /// The id string of the VM's stats file ("kvm-<creator's pid>").
     pub(crate) stats_id: crate::stats::StatsId,
+    /// `KVM_IOEVENTFD` registrations (a leaf lock).
+    #[pin]
+    pub(crate) ioeventfds: Mutex<crate::ioeventfd::IoEventFds>,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -158,6 +161,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             roots_epoch: AtomicU64::new(0),
             running: [const { AtomicI32::new(-1) }; abi::MAX_VCPUS as usize],
             stats_id: crate::stats::current_id(None),
+            ioeventfds <- new_mutex!(crate::ioeventfd::IoEventFds::default()),
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -663,6 +667,7 @@ impl fd::FdObject for Vm {
             }
             // KVM ignores the argument.
             abi::KVM_GET_STATS_FD => crate::stats::vm_stats_fd(Arc::from(this)),
+            abi::KVM_IOEVENTFD => this.ioeventfds.lock().ioctl(arg),
             _ => Err(EINVAL),
         }
     }

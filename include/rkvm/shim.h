@@ -63,5 +63,12 @@ void rkvm_mn_invalidate_end(const void *vm);
 void rkvm_mn_release(const void *vm);
 bool rkvm_mn_age(const void *vm, unsigned long start, unsigned long end,
 		 bool clear);
+/* eventfd_ctx_fdget(): a counted reference on the eventfd behind fd, or an
+ * ERR_PTR (-EBADF, -EINVAL). */
+void *rkvm_eventfd_get(int fd);
+/* eventfd_signal() on a context from rkvm_eventfd_get(). */
+void rkvm_eventfd_signal(void *ctx);
+/* eventfd_ctx_put(): drops that reference. */
+void rkvm_eventfd_put(void *ctx);
 
 #endif

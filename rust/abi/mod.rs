@@ -72,6 +72,24 @@ pub(crate) const MAX_IO_MSRS: u32 = 256;
 pub(crate) const KVM_GET_FPU: u32 = _IOR::<KvmFpu>(KVMIO, 0x8c);
 /// vCPU ioctl: writes the x87/SSE state.
 pub(crate) const KVM_SET_FPU: u32 = _IOW::<KvmFpu>(KVMIO, 0x8d);
+/// vCPU ioctl: reads DR0-DR3, DR6 and DR7.
+pub(crate) const KVM_GET_DEBUGREGS: u32 = _IOR::<KvmDebugregs>(KVMIO, 0xa1);
+/// vCPU ioctl: writes them.
+pub(crate) const KVM_SET_DEBUGREGS: u32 = _IOW::<KvmDebugregs>(KVMIO, 0xa2);
+/// vCPU ioctl: reads the FPU state as a 4096-byte XSAVE image.
+pub(crate) const KVM_GET_XSAVE: u32 = _IOR::<[u8; XSAVE_SIZE]>(KVMIO, 0xa4);
+/// vCPU ioctl: writes it.
+pub(crate) const KVM_SET_XSAVE: u32 = _IOW::<[u8; XSAVE_SIZE]>(KVMIO, 0xa5);
+/// vCPU ioctl: reads the extended control registers (XCR0).
+pub(crate) const KVM_GET_XCRS: u32 = _IOR::<KvmXcrs>(KVMIO, 0xa6);
+/// vCPU ioctl: writes them.
+pub(crate) const KVM_SET_XCRS: u32 = _IOW::<KvmXcrs>(KVMIO, 0xa7);
+/// System ioctl: the MCG_CAP bits `KVM_X86_SETUP_MCE` accepts.
+pub(crate) const KVM_X86_GET_MCE_CAP_SUPPORTED: u32 = _IOR::<u64>(KVMIO, 0x9d);
+/// vCPU ioctl: sets MCG_CAP (bank count and features).
+pub(crate) const KVM_X86_SETUP_MCE: u32 = _IOW::<u64>(KVMIO, 0x9c);
+/// vCPU ioctl: records a machine-check error (and raises #MC).
+pub(crate) const KVM_X86_SET_MCE: u32 = _IOW::<KvmX86Mce>(KVMIO, 0x9e);
 /// vCPU ioctl: reads the multiprocessing state.
 pub(crate) const KVM_GET_MP_STATE: u32 = _IOR::<u32>(KVMIO, 0x98);
 /// vCPU ioctl: sets the multiprocessing state.
@@ -92,6 +110,8 @@ pub(crate) const KVM_SET_CPUID2: u32 = _IOW::<KvmCpuid2>(KVMIO, 0x90);
 pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
 /// VM ioctl: copies out a slot's dirty-page bitmap and re-arms it.
 pub(crate) const KVM_GET_DIRTY_LOG: u32 = _IOW::<KvmDirtyLog>(KVMIO, 0x42);
+/// VM ioctl: registers or removes an ioeventfd.
+pub(crate) const KVM_IOEVENTFD: u32 = _IOW::<KvmIoeventfd>(KVMIO, 0x79);
 /// VM ioctl: sets the shadow MMU's page budget.
 pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
 /// VM and vCPU ioctl: returns a binary statistics fd (see `crate::stats`).
@@ -119,6 +139,12 @@ mod cap {
     pub(super) const BINARY_STATS_FD: usize = 203;
     pub(super) const SYNC_MMU: usize = 16;
     pub(super) const READONLY_MEM: usize = 81;
+    pub(super) const MCE: usize = 31;
+    pub(super) const DEBUGREGS: usize = 50;
+    pub(super) const XSAVE: usize = 55;
+    pub(super) const XCRS: usize = 56;
+    pub(super) const IOEVENTFD: usize = 36;
+    pub(super) const IOEVENTFD_ANY_LENGTH: usize = 122;
 }
 
 /// The most vCPUs one VM may have, and the bound on their ids.
@@ -147,7 +173,16 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::BINARY_STATS_FD
         | cap::MMU_SHADOW_CACHE_CONTROL
         | cap::SYNC_MMU
-        | cap::READONLY_MEM => 1,
+        | cap::READONLY_MEM
+        | cap::DEBUGREGS
+        | cap::XSAVE
+        | cap::IOEVENTFD
+        | cap::IOEVENTFD_ANY_LENGTH => 1,
+        // KVM reports it only when the host has XSAVE (without it,
+        // KVM_SET_XCRS fails).
+        cap::XCRS => isize::from(crate::vmx::window::host_has_xsave()),
+        // The bank count `KVM_X86_SETUP_MCE` accepts at most.
+        cap::MCE => crate::x86::mce::MAX_BANKS as isize,
         // KVM's recommendation: no more vCPUs than online CPUs.
         cap::NR_VCPUS => crate::shim::num_online_cpus().min(MAX_VCPUS) as isize,
         cap::MAX_VCPUS | cap::MAX_VCPU_ID => MAX_VCPUS as isize,
@@ -185,6 +220,10 @@ abi_struct!(
     KvmMsrEntry = 16,
     KvmCpuidEntry2 = 40,
     KvmDirtyLog = 16,
+    KvmDebugregs = 128,
+    KvmXcrs = 392,
+    KvmX86Mce = 64,
+    KvmIoeventfd = 64,
 );
 
 /// The user address of the entries that follow a `struct kvm_cpuid2` (or

@@ -216,6 +216,68 @@ impl From<KvmUserspaceMemoryRegion> for KvmUserspaceMemoryRegion2 {
     }
 }
 
+/// `struct kvm_debugregs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmDebugregs {
+    pub(crate) db: [u64; 4],
+    pub(crate) dr6: u64,
+    pub(crate) dr7: u64,
+    pub(crate) flags: u64,
+    pub(crate) reserved: [u64; 9],
+}
+
+/// `struct kvm_xcr`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmXcr {
+    pub(crate) xcr: u32,
+    pub(crate) reserved: u32,
+    pub(crate) value: u64,
+}
+
+/// `KVM_MAX_XCRS`.
+pub(crate) const MAX_XCRS: usize = 16;
+
+/// `struct kvm_xcrs`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmXcrs {
+    pub(crate) nr_xcrs: u32,
+    pub(crate) flags: u32,
+    pub(crate) xcrs: [KvmXcr; MAX_XCRS],
+    pub(crate) padding: [u64; 16],
+}
+
+/// `struct kvm_x86_mce`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmX86Mce {
+    pub(crate) status: u64,
+    pub(crate) addr: u64,
+    pub(crate) misc: u64,
+    pub(crate) mcg_status: u64,
+    pub(crate) bank: u8,
+    pub(crate) pad1: [u8; 7],
+    pub(crate) pad2: [u64; 3],
+}
+
+/// `struct kvm_ioeventfd`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmIoeventfd {
+    pub(crate) datamatch: u64,
+    pub(crate) addr: u64,
+    pub(crate) len: u32,
+    pub(crate) fd: i32,
+    pub(crate) flags: u32,
+    pub(crate) pad: [u8; 36],
+}
+
+/// `sizeof(struct kvm_xsave)`: the 4096-byte `region` (the flexible
+/// `extra` array adds nothing to the size `KVM_GET/SET_XSAVE` move).
+pub(crate) const XSAVE_SIZE: usize = 4096;
+
 /// Byte offsets in `struct kvm_run` (the page at vCPU mmap offset 0), and
 /// the exit reasons rkvm produces. Checked against `<linux/kvm.h>` through
 /// `selftests/abi_layout.h`.

@@ -66,7 +66,7 @@ use crate::{
         },
     },
     x86::{
-        cpuid,
+        cpuid, debugreg,
         decode::{
             self,
             Access,
@@ -110,6 +110,11 @@ const RFLAGS_IF: u64 = 1 << 9;
 const BLOCKING_NMI: u32 = 1 << 3;
 const EVENT_TYPE_MASK: u32 = 7 << 8;
 const GP_VECTOR: u32 = 13;
+const DB_VECTOR: u32 = 1;
+const UD_VECTOR: u32 = 6;
+const MC_VECTOR: u32 = 18;
+/// CR4.DE: DR4/DR5 raise #UD instead of aliasing DR6/DR7.
+const CR4_DE: u64 = 1 << 3;
 /// Data offset of the PIO page in the vCPU mmap area.
 const PIO_DATA_OFFSET: u64 = 4096;
 /// Page-fault vector and CR4.PAE.
@@ -333,6 +338,16 @@ pub(super) fn queue_interrupt(st: &mut State, irq: u32) -> Result {
     Ok(())
 }
 
+/// `KVM_X86_SET_MCE` raising #MC: the exception replaces whatever event
+/// was waiting, as KVM's queued exception would be delivered first.
+pub(super) fn queue_machine_check(st: &mut State) {
+    st.pending_event = Some(Event {
+        info: EVENT_VALID | EVENT_TYPE_HW_EXCEPTION | MC_VECTOR,
+        error_code: 0,
+        insn_len: 0,
+    });
+}
+
 /// `KVM_VCPUEVENT_VALID_*` flags.
 mod events {
     pub(super) const NMI_PENDING: u32 = 1 << 0;
@@ -504,6 +519,12 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
     // KVM's `vcpu_run()`: an error return (say EFAULT for guest memory the
     // VMM made inaccessible) leaves KVM_EXIT_UNKNOWN.
     area.set_exit(kr::EXIT_UNKNOWN);
+    // An uncorrected machine check the guest could not take
+    // (`KVM_X86_SET_MCE`): KVM's KVM_REQ_TRIPLE_FAULT.
+    if core::mem::take(&mut st.triple_fault) {
+        area.set_exit(kr::EXIT_SHUTDOWN);
+        return Ok(0);
+    }
     loop {
         if shim::signal_pending() {
             vcpu.stats.inc(VcpuStat::SignalExits);
@@ -594,6 +615,7 @@ fn enter_guest(
         None
     };
     let base_proc = load_guest(&mut w, st, caps, vm.eptp(), shadow_root);
+    load_lazy_state(&mut w, st);
     if let Some(f) = w.write_failed() {
         return Outcome::WriteFailed(f);
     }
@@ -805,7 +827,7 @@ fn load_guest(
     w.write(field::GUEST_GDTR_LIMIT, u64::from(st.gdt.limit));
     w.write(field::GUEST_IDTR_BASE, st.idt.base);
     w.write(field::GUEST_IDTR_LIMIT, u64::from(st.idt.limit));
-    w.write(field::GUEST_DR7, 0x400);
+    w.write(field::GUEST_DR7, st.debug.dr7);
     w.write(field::GUEST_RSP, st.regs.rsp);
     w.write(field::GUEST_RIP, st.regs.rip);
     w.write(field::GUEST_RFLAGS, st.regs.rflags);
@@ -854,6 +876,26 @@ fn save_guest(w: &Window<'_>, st: &mut State, g: &[u64; 16], paged: bool) {
         w.read(field::GUEST_SYSENTER_EIP),
     ];
     st.interruptibility = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
+    if let Some(v) = w.guest_kernel_gs_base() {
+        st.msrs.kernel_gs_base = v;
+    }
+    if let Some(v) = w.guest_dr6() {
+        st.debug.dr6 = v;
+    }
+}
+
+/// Puts into the CPU the guest state a VM entry does not load, when the
+/// guest can use it: the SYSCALL/SWAPGS MSRs once EFER.SCE or EFER.LME is
+/// set (SYSCALL needs SCE, SWAPGS 64-bit mode), DR0-DR3 and DR6 once DR7
+/// enables a breakpoint (the guest reads and writes them through MOV DR
+/// exits otherwise). Both stay loaded until the window closes.
+fn load_lazy_state(w: &mut Window<'_>, st: &State) {
+    if st.efer & (efer::SCE | efer::LME) != 0 {
+        w.load_syscall_msrs(&st.msrs.syscall());
+    }
+    if st.debug.dr7 & debugreg::DR7_BP_ENABLED != 0 {
+        w.load_guest_debug(&st.debug.db, st.debug.dr6);
+    }
 }
 
 /// Skips the exiting instruction inside the window.
@@ -869,6 +911,15 @@ fn skip_in_window(w: &mut Window<'_>, len: u64) {
             u64::from(blocking & !BLOCKING_STI_MOV_SS),
         );
     }
+}
+
+/// Queues hardware exception `vector` without an error code (#UD, #DB).
+fn inject_exception(st: &mut State, vector: u32) {
+    st.pending_event = Some(Event {
+        info: EVENT_VALID | EVENT_TYPE_HW_EXCEPTION | vector,
+        error_code: 0,
+        insn_len: 0,
+    });
 }
 
 /// Queues #GP(0) for the next entry (no error code in real mode, where
@@ -912,6 +963,7 @@ fn handle_fast(
             Fast::Resume
         }
         reason::CR_ACCESS => handle_cr(w, st, g, e, vm),
+        reason::DR_ACCESS => handle_dr(w, st, g, e),
         // `prepare_events` injects what was waiting; an interrupt window
         // nobody queued an interrupt for is user space's.
         reason::NMI_WINDOW => Fast::Resume,
@@ -961,6 +1013,11 @@ fn rdtsc() -> u64 {
 
 /// `KVM_GET_MSRS` of one MSR, outside the window.
 pub(super) fn host_get_msr(st: &State, index: u32) -> Option<u64> {
+    get_msr(st, index, true)
+}
+
+/// An MSR read from `State` by the host or (`host` false) the guest.
+fn get_msr(st: &State, index: u32, host: bool) -> Option<u64> {
     Some(match index {
         msr::index::EFER => st.efer,
         msr::index::APIC_BASE => st.apic_base,
@@ -968,13 +1025,16 @@ pub(super) fn host_get_msr(st: &State, index: u32) -> Option<u64> {
         msr::index::SYSENTER_ESP => st.sysenter[1],
         msr::index::SYSENTER_EIP => st.sysenter[2],
         msr::index::TSC => rdtsc().wrapping_add(st.msrs.tsc_offset),
-        _ => return st.msrs.get(index),
+        _ => return st.msrs.get(index).or_else(|| st.msrs.mce.get(index, host)),
     })
 }
 
 /// `KVM_SET_MSRS` of one MSR, outside the window (host-initiated: LMA may
 /// be set, the APIC base is checked as `KVM_SET_SREGS` checks it).
 pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
+    if let Some(ok) = st.msrs.mce.set(index, v, true) {
+        return ok;
+    }
     if msr::write_valid(index, v) != Some(true) {
         return false;
     }
@@ -1000,13 +1060,18 @@ fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
         msr::index::SYSENTER_CS => w.read(field::GUEST_SYSENTER_CS),
         msr::index::SYSENTER_ESP => w.read(field::GUEST_SYSENTER_ESP),
         msr::index::SYSENTER_EIP => w.read(field::GUEST_SYSENTER_EIP),
-        _ => return host_get_msr(st, index),
+        // SWAPGS changes it without an exit.
+        msr::index::KERNEL_GS_BASE => w.guest_kernel_gs_base().unwrap_or(st.msrs.kernel_gs_base),
+        _ => return get_msr(st, index, false),
     })
 }
 
 /// Guest WRMSR inside the window; false means #GP. The APIC base is
 /// read-only for the guest (no local APIC is emulated).
 fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
+    if let Some(ok) = st.msrs.mce.set(index, v, false) {
+        return ok;
+    }
     if msr::write_valid(index, v) != Some(true) {
         return false;
     }
@@ -1019,6 +1084,8 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
             w.write(field::GUEST_IA32_EFER, new);
             // NXE is part of the shadow pages' role (see `handle_fast`).
             st.efer = new;
+            // SCE may have made the SYSCALL MSRs usable.
+            load_lazy_state(w, st);
         }
         msr::index::APIC_BASE => return false,
         msr::index::SYSENTER_CS => w.write(field::GUEST_SYSENTER_CS, v & 0xffff_ffff),
@@ -1032,9 +1099,89 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
             st.msrs.pat = v;
             w.write_pat(v);
         }
-        _ => return st.msrs.set(index, v) == Some(true),
+        _ => {
+            if st.msrs.set(index, v) != Some(true) {
+                return false;
+            }
+            if let Some(i) = crate::vmx::window::SYSCALL_MSRS
+                .iter()
+                .position(|&m| m == index)
+            {
+                w.write_syscall_msr(i, v);
+            }
+        }
     }
     true
+}
+
+/// MOV to or from DR0-DR7 (KVM's `handle_dr()`/`kvm_set_dr()` rules, with
+/// MOV DR always exiting): #UD for DR4/DR5 with CR4.DE, #DB when DR7.GD is
+/// set, #GP outside CPL 0 or for DR6/DR7 values with bits 63:32 set.
+/// Outside 64-bit code the operand is 32 bits.
+fn handle_dr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo) -> Fast {
+    let q = e.qualification;
+    let cr4_de = w.read(field::CR4_READ_SHADOW) & CR4_DE != 0;
+    let Some(dr) = debugreg::alias((q & 7) as u8, cr4_de) else {
+        inject_exception(st, UD_VECTOR);
+        return Fast::Resume;
+    };
+    if st.debug.dr7 & debugreg::DR7_GD != 0 {
+        // A fault: RIP stays; delivery clears GD.
+        st.debug.dr6 = w.guest_dr6().unwrap_or(st.debug.dr6) | debugreg::DR6_BD;
+        w.write_guest_dr(6, st.debug.dr6);
+        st.debug.dr7 &= !debugreg::DR7_GD;
+        w.write(field::GUEST_DR7, st.debug.dr7);
+        inject_exception(st, DB_VECTOR);
+        return Fast::Resume;
+    }
+    // CPL is SS.DPL.
+    if (w.read(field::guest_seg(2).2) >> 5) & 3 != 0 {
+        let protected = w.read(field::CR0_READ_SHADOW) & cr0::PE != 0;
+        inject_gp(st, protected);
+        return Fast::Resume;
+    }
+    let lma = w.read(field::GUEST_IA32_EFER) & efer::LMA != 0;
+    let mask = rip_mask(lma, w.read(field::guest_seg(1).2) as u32);
+    let n = ((q >> 8) & 0xf) as usize;
+    if q & (1 << 4) != 0 {
+        let v = match dr {
+            0..=3 => st.debug.db[usize::from(dr)],
+            6 => w.guest_dr6().unwrap_or(st.debug.dr6),
+            _ => st.debug.dr7,
+        } & mask;
+        if n == RSP {
+            w.write(field::GUEST_RSP, v);
+        } else {
+            g[n] = v;
+        }
+    } else {
+        let v = if n == RSP {
+            w.read(field::GUEST_RSP)
+        } else {
+            g[n]
+        } & mask;
+        match dr {
+            0..=3 => {
+                st.debug.db[usize::from(dr)] = v;
+                w.write_guest_dr(dr, v);
+            }
+            _ if !debugreg::dr_valid(v) => {
+                inject_gp(st, true);
+                return Fast::Resume;
+            }
+            6 => {
+                st.debug.dr6 = debugreg::guest_dr6(v);
+                w.write_guest_dr(6, st.debug.dr6);
+            }
+            _ => {
+                st.debug.dr7 = debugreg::guest_dr7(v);
+                w.write(field::GUEST_DR7, st.debug.dr7);
+                load_lazy_state(w, st);
+            }
+        }
+    }
+    skip_in_window(w, e.insn_len);
+    Fast::Resume
 }
 
 /// MOV to CR0/CR3/CR4, MOV from CR3, CLTS and LMSW (KVM's
@@ -1244,8 +1391,17 @@ fn handle_io(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Resul
         if io.input {
             st.pending = Pending::PioIn { size: io.size };
         } else {
-            let data = reg(st, RAX).to_le_bytes();
-            area.pio_write(&data[..usize::from(io.size)]);
+            let v = reg(st, RAX) & size_mask(io.size);
+            // An ioeventfd takes the write: no exit (KVM's kernel_pio()).
+            if vm
+                .ioeventfds
+                .lock()
+                .write(true, u64::from(io.port), u32::from(io.size), v)
+            {
+                skip(st, e.insn_len);
+                return Ok(Step::Continue);
+            }
+            area.pio_write(&v.to_le_bytes()[..usize::from(io.size)]);
         }
         // KVM advances RIP before the exit for both directions.
         skip(st, e.insn_len);
@@ -1408,8 +1564,16 @@ fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result
     };
     match store_value(st, &insn) {
         Some(v) => {
-            area.mmio(gpa, v & size_mask(insn.size), insn.size, true);
+            let v = v & size_mask(insn.size);
             skip(st, u64::from(insn.len));
+            if vm
+                .ioeventfds
+                .lock()
+                .write(false, gpa, u32::from(insn.size), v)
+            {
+                return Ok(Step::Continue);
+            }
+            area.mmio(gpa, v, insn.size, true);
         }
         None => {
             area.mmio(gpa, 0, insn.size, false);

@@ -358,8 +358,9 @@ pub(crate) struct VmxCaps {
     /// Controls for unpaged guest modes (EPT identity map, unrestricted
     /// guest): external interrupts and NMIs exit, the VMX-preemption timer
     /// bounds each entry when the CPU has one, HLT, every I/O
-    /// instruction, every MSR access (no bitmaps), MOV DR, MONITOR/MWAIT
-    /// exit; CR3 accesses, INVLPG and interrupt windows do not; no VPID
+    /// instruction, every MSR access (no bitmaps), MOV DR (required: the
+    /// guest's DR0-DR3/DR6 are emulated, KVM requires it too),
+    /// MONITOR/MWAIT exit; CR3 accesses, INVLPG and interrupt windows do not; no VPID
     /// (entries and exits flush the guest's linear translations); the
     /// guest's EFER is loaded and saved.
     pub(crate) unpaged: RunControls,
@@ -457,11 +458,11 @@ impl VmxCaps {
             proc: adjust_controls(
                 ControlField::Proc,
                 proc_cap,
-                proc::HLT_EXITING | proc::UNCOND_IO_EXITING | proc::ACTIVATE_SECONDARY,
-                proc::TSC_OFFSETTING
-                    | proc::MOV_DR_EXITING
-                    | proc::MWAIT_EXITING
-                    | proc::MONITOR_EXITING,
+                proc::HLT_EXITING
+                    | proc::UNCOND_IO_EXITING
+                    | proc::ACTIVATE_SECONDARY
+                    | proc::MOV_DR_EXITING,
+                proc::TSC_OFFSETTING | proc::MWAIT_EXITING | proc::MONITOR_EXITING,
             )?,
             proc2: adjust_controls(
                 ControlField::Proc2,

@@ -30,6 +30,8 @@ pub(crate) mod reason {
     pub(crate) const VMCALL: u16 = 18;
     /// MOV to/from CR, CLTS, LMSW.
     pub(crate) const CR_ACCESS: u16 = 28;
+    /// MOV to/from DR.
+    pub(crate) const DR_ACCESS: u16 = 29;
     /// I/O instruction.
     pub(crate) const IO_INSTRUCTION: u16 = 30;
     /// RDMSR.

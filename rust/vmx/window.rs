@@ -62,6 +62,59 @@ mod msr {
     pub(super) const FS_BASE: u32 = 0xc000_0100;
     pub(super) const GS_BASE: u32 = 0xc000_0101;
     pub(super) const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    pub(super) const STAR: u32 = 0xc000_0081;
+    pub(super) const LSTAR: u32 = 0xc000_0082;
+    pub(super) const CSTAR: u32 = 0xc000_0083;
+    pub(super) const SFMASK: u32 = 0xc000_0084;
+}
+
+/// The MSRs SYSCALL, SYSRET and SWAPGS use, which a VM exit does not
+/// switch: STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE (the order of
+/// `x86::msr::Msrs::syscall()`). The guest's values are in the CPU from
+/// [`Window::load_syscall_msrs`] until the window closes; the host's are
+/// back before interrupts are enabled.
+pub(crate) const SYSCALL_MSRS: [u32; 5] = [
+    msr::STAR,
+    msr::LSTAR,
+    msr::CSTAR,
+    msr::SFMASK,
+    msr::KERNEL_GS_BASE,
+];
+
+/// Reads debug register `n` (0-3, 6).
+fn read_dr(n: u8) -> u64 {
+    let v: u64;
+    // SAFETY: reading a debug register at CPL 0 has no side effects.
+    unsafe {
+        match n {
+            0 => asm!("mov {}, dr0", out(reg) v, options(nomem, nostack, preserves_flags)),
+            1 => asm!("mov {}, dr1", out(reg) v, options(nomem, nostack, preserves_flags)),
+            2 => asm!("mov {}, dr2", out(reg) v, options(nomem, nostack, preserves_flags)),
+            3 => asm!("mov {}, dr3", out(reg) v, options(nomem, nostack, preserves_flags)),
+            _ => asm!("mov {}, dr6", out(reg) v, options(nomem, nostack, preserves_flags)),
+        }
+    }
+    v
+}
+
+/// Writes debug register `n` (0-3, 6).
+///
+/// # Safety
+///
+/// Interrupts disabled in a VMX window, DR7 with no breakpoint of the
+/// host's enabled (0x400, as a VM exit leaves it); DR6 values have bits 63:32
+/// clear. The caller restores the host's value before the window closes.
+unsafe fn write_dr(n: u8, v: u64) {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        match n {
+            0 => asm!("mov dr0, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            1 => asm!("mov dr1, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            2 => asm!("mov dr2, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            3 => asm!("mov dr3, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+            _ => asm!("mov dr6, {}", in(reg) v, options(nomem, nostack, preserves_flags)),
+        }
+    }
 }
 
 /// DR7 after reset and after every VM exit.
@@ -170,6 +223,80 @@ impl VmxPages {
             b[fx::XMM + 16 * i..fx::XMM + 16 * i + 16].copy_from_slice(r);
         }
         b[fx::XSTATE_BV] |= 0b11;
+    }
+}
+
+/// Whether the host saves FPU state with XSAVE (CR4.OSXSAVE), which is
+/// also how the window saves the guest's (else FXSAVE).
+pub(crate) fn host_has_xsave() -> bool {
+    read_cr4() & CR4_OSXSAVE != 0
+}
+
+impl VmxPages {
+    /// `KVM_GET_XSAVE`: fills `out` (4096 bytes, zeroed) with the x87 and
+    /// SSE components in the standard XSAVE layout and their XSTATE_BV; a
+    /// component in its initial state (XSTATE_BV bit clear) reads as that
+    /// state, as the kernel's `copy_xstate_to_uabi_buf()` writes it.
+    pub(crate) fn get_xsave(&self, out: &mut [u8]) {
+        use crate::x86::xsave::{
+            off,
+            USER_XFEATURES, //
+        };
+        let b = self.fpu_bytes();
+        let bv = if host_has_xsave() {
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&b[off::XSTATE_BV..off::XSTATE_BV + 8]);
+            u64::from_le_bytes(v) & USER_XFEATURES
+        } else {
+            USER_XFEATURES
+        };
+        out[..off::XMM_END].copy_from_slice(&b[..off::XMM_END]);
+        init_missing(out, bv);
+        out[off::XSTATE_BV..off::XSTATE_BV + 8].copy_from_slice(&bv.to_le_bytes());
+    }
+
+    /// `KVM_SET_XSAVE` of a checked image (`x86::xsave::check_image`)
+    /// whose XSTATE_BV is `bv`: the components it holds are copied, the
+    /// others return to their initial state (MXCSR is kept unless x87 or
+    /// SSE state comes with it), as `copy_uabi_to_xstate()` does.
+    pub(crate) fn set_xsave(&mut self, img: &[u8], bv: u64) {
+        use crate::x86::xsave::{
+            off,
+            XFEATURE_FP,
+            XFEATURE_SSE, //
+        };
+        let b = self.fpu_bytes_mut();
+        if bv & XFEATURE_FP != 0 {
+            b[..off::XMM].copy_from_slice(&img[..off::XMM]);
+        } else if bv & XFEATURE_SSE != 0 {
+            b[off::MXCSR..off::MXCSR + 4].copy_from_slice(&img[off::MXCSR..off::MXCSR + 4]);
+        }
+        if bv & XFEATURE_SSE != 0 {
+            b[off::XMM..off::XMM_END].copy_from_slice(&img[off::XMM..off::XMM_END]);
+        }
+        init_missing(&mut b[..], bv);
+        // Components outside x87/SSE go back to their initial state too
+        // (the guest cannot use them: no XSAVE, no AVX).
+        b[off::XSTATE_BV..off::XSTATE_BV + 8].copy_from_slice(&bv.to_le_bytes());
+    }
+}
+
+/// Writes the initial state of the x87 (FCW 0x37f, the rest 0; MXCSR
+/// kept) and SSE (XMM registers 0) components `bv` lacks into the legacy
+/// region `b`.
+fn init_missing(b: &mut [u8], bv: u64) {
+    use crate::x86::xsave::{
+        off,
+        XFEATURE_FP,
+        XFEATURE_SSE, //
+    };
+    if bv & XFEATURE_FP == 0 {
+        b[..off::MXCSR].fill(0);
+        b[off::MXCSR + 8..off::XMM].fill(0);
+        b[off::FCW..off::FCW + 2].copy_from_slice(&0x37fu16.to_le_bytes());
+    }
+    if bv & XFEATURE_SSE == 0 {
+        b[off::XMM..off::XMM_END].fill(0);
     }
 }
 
@@ -358,6 +485,11 @@ pub(crate) struct Window<'a> {
     write_failed: Option<u32>,
     /// The run controls load IA32_PAT on entry and exit.
     pat_controls: bool,
+    /// The host's values of [`SYSCALL_MSRS`] while the guest's are in the
+    /// CPU.
+    host_syscall: Option<[u64; 5]>,
+    /// The host's DR0-DR3 and DR6 while the guest's are in the CPU.
+    host_debug: Option<[u64; 5]>,
     // Drop order: interrupts are enabled before the FPU section ends.
     _irq: LocalInterruptDisabled,
     _fpu: FpuGuard,
@@ -399,6 +531,8 @@ impl<'a> Window<'a> {
             fpu_loaded: false,
             write_failed: None,
             pat_controls,
+            host_syscall: None,
+            host_debug: None,
             _irq: irq,
             _fpu: fpu,
         };
@@ -447,6 +581,89 @@ impl<'a> Window<'a> {
         if self.pat_controls {
             self.write(field::GUEST_IA32_PAT, guest_pat);
         }
+    }
+
+    /// Puts the guest's SYSCALL/SWAPGS MSRs (in [`SYSCALL_MSRS`] order)
+    /// into the CPU for the rest of the window, keeping the host's. Every
+    /// value must be one WRMSR accepts (canonical addresses, FMASK bits
+    /// 63:32 clear: `x86::msr::write_valid`).
+    pub(crate) fn load_syscall_msrs(&mut self, guest: &[u64; 5]) {
+        if self.host_syscall.is_some() {
+            return;
+        }
+        let mut host = [0; 5];
+        for (i, &m) in SYSCALL_MSRS.iter().enumerate() {
+            host[i] = if m == msr::KERNEL_GS_BASE {
+                self.host.kernel_gs_base
+            } else {
+                rdmsr(m)
+            };
+            // SAFETY: interrupts are off (window invariant) and nothing
+            // the host runs before `drop` restores `host` uses these MSRs
+            // (no SYSCALL, no SWAPGS: an NMI taken from kernel mode does
+            // not swap GS); the value is valid for the MSR (caller).
+            unsafe { shim::wrmsr(m, guest[i]) };
+        }
+        self.host_syscall = Some(host);
+    }
+
+    /// Writes the guest's value of `SYSCALL_MSRS[i]` to the CPU, if the
+    /// guest's are loaded; the value must be valid for the MSR.
+    pub(crate) fn write_syscall_msr(&mut self, i: usize, v: u64) {
+        if self.host_syscall.is_some() {
+            // SAFETY: as in `load_syscall_msrs`.
+            unsafe { shim::wrmsr(SYSCALL_MSRS[i], v) };
+        }
+    }
+
+    /// The guest's KERNEL_GS_BASE as SWAPGS left it, if loaded.
+    pub(crate) fn guest_kernel_gs_base(&self) -> Option<u64> {
+        self.host_syscall.map(|_| rdmsr(msr::KERNEL_GS_BASE))
+    }
+
+    /// Puts the guest's DR0-DR3 and DR6 into the CPU for the rest of the
+    /// window (its DR7, in the VMCS, enables breakpoints), keeping the
+    /// host's. DR6 must have bits 63:32 clear.
+    pub(crate) fn load_guest_debug(&mut self, db: &[u64; 4], dr6: u64) {
+        if self.host_debug.is_some() {
+            return;
+        }
+        // Before the first entry DR7 is still the host's, which may enable
+        // breakpoints (a ptrace watchpoint of this task): disable them
+        // first, as KVM does. `HostState::restore` puts the host's DR7
+        // back when the window closes.
+        // SAFETY: window invariant (interrupts off); DR7 = 0x400 only
+        // disables breakpoints.
+        unsafe {
+            asm!("mov dr7, {}", in(reg) DR7_RESET, options(nomem, nostack, preserves_flags));
+        }
+        let mut host = [0; 5];
+        for n in 0..4u8 {
+            host[usize::from(n)] = read_dr(n);
+            // SAFETY: window invariant; DR7 is 0x400 (set above, and a VM
+            // exit leaves it so), so no host breakpoint uses DR0-DR3 until
+            // `drop` restores them.
+            unsafe { write_dr(n, db[usize::from(n)]) };
+        }
+        host[4] = read_dr(6);
+        // SAFETY: as above; the caller checked DR6.
+        unsafe { write_dr(6, dr6) };
+        self.host_debug = Some(host);
+    }
+
+    /// Writes the guest's DR`n` (0-3, 6) to the CPU, if the guest's are
+    /// loaded.
+    pub(crate) fn write_guest_dr(&mut self, n: u8, v: u64) {
+        if self.host_debug.is_some() {
+            // SAFETY: as in `load_guest_debug`.
+            unsafe { write_dr(n, v) };
+        }
+    }
+
+    /// The guest's DR6 as the CPU holds it (a #DB in the guest sets its
+    /// bits), if loaded.
+    pub(crate) fn guest_dr6(&self) -> Option<u64> {
+        self.host_debug.map(|_| read_dr(6))
     }
 
     /// INVEPT for `eptp` (single-context if the CPU has it, else all).
@@ -576,12 +793,25 @@ impl Drop for Window<'_> {
         self.save_guest_fpu();
         let vmcs_pa = self.pages.vmcs.phys();
         // SAFETY: VMX root operation (invariant). VMCLEAR writes the VMCS
-        // back so another CPU may load it; then VMX is left and CR4 and the
-        // host state are restored with interrupts still disabled.
+        // back so another CPU may load it; then VMX is left and CR4, the
+        // host's debug registers and SYSCALL MSRs (values read from this
+        // CPU in this window) and the rest of the host state are restored
+        // with interrupts still disabled.
         unsafe {
             vmcs::vmclear(vmcs_pa);
             vmcs::vmxoff();
             write_cr4(self.host.cr4);
+            if let Some(h) = self.host_debug {
+                for n in 0..4u8 {
+                    write_dr(n, h[usize::from(n)]);
+                }
+                write_dr(6, h[4]);
+            }
+            if let Some(h) = self.host_syscall {
+                for (i, &m) in SYSCALL_MSRS.iter().enumerate() {
+                    shim::wrmsr(m, h[i]);
+                }
+            }
             self.host.restore();
         }
         self.running.store(-1, Ordering::SeqCst);

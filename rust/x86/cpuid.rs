@@ -227,11 +227,11 @@ const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
 const LEAF7_EBX: u32 = 1 << 3 | 1 << 8 | 1 << 9 | 1 << 19;
 /// Leaf 0x80000001 ECX: LAHF/SAHF, LZCNT, PREFETCHW.
 const EXT1_ECX: u32 = 1 | 1 << 5 | 1 << 8;
-/// Leaf 0x80000001 EDX: NX (the shadow tables honour it), 1 GiB pages
-/// (the walker takes them; their shadows are direct pages of 2 MiB
-/// entries) and long mode (4-level shadow tables). Not SYSCALL (its MSRs
-/// are not switched around the VMX window yet) or RDTSCP.
-const EXT1_EDX: u32 = 1 << 20 | 1 << 26 | 1 << 29;
+/// Leaf 0x80000001 EDX: SYSCALL/SYSRET (their MSRs are switched around
+/// the VMX window), NX (the shadow tables honour it), 1 GiB pages (the
+/// walker takes them; their shadows are direct pages of 2 MiB entries) and
+/// long mode (4-level shadow tables). Not RDTSCP.
+const EXT1_EDX: u32 = 1 << 11 | 1 << 20 | 1 << 26 | 1 << 29;
 
 /// `KVM_GET_SUPPORTED_CPUID`: what rkvm can run, as a table a VMM may
 /// narrow and hand to `KVM_SET_CPUID2`. `host` executes CPUID. Leaves are

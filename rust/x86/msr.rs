@@ -42,12 +42,17 @@ pub(crate) mod index {
     pub(crate) const SFMASK: u32 = 0xc000_0084;
     /// IA32_KERNEL_GS_BASE.
     pub(crate) const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    /// IA32_MCG_STATUS (the machine-check MSRs are `super::super::mce`'s).
+    pub(crate) const MCG_STATUS: u32 = 0x17a;
+    /// IA32_MCG_CTL.
+    pub(crate) const MCG_CTL: u32 = 0x17b;
 }
 
 /// What `KVM_GET_MSR_INDEX_LIST` reports: every MSR `KVM_GET/SET_MSRS`
 /// save and restore (EFER and APIC_BASE travel in `kvm_sregs`, as on KVM,
-/// but are accepted here too).
-pub(crate) const SAVED: [u32; 11] = [
+/// but are accepted here too). The machine-check banks are not listed:
+/// as on KVM, a VMM finds them through IA32_MCG_CAP.
+pub(crate) const SAVED: [u32; 13] = [
     index::SYSENTER_CS,
     index::SYSENTER_ESP,
     index::SYSENTER_EIP,
@@ -59,6 +64,8 @@ pub(crate) const SAVED: [u32; 11] = [
     index::TSC,
     index::PAT,
     index::MISC_ENABLE,
+    index::MCG_STATUS,
+    index::MCG_CTL,
 ];
 
 /// IA32_PAT at reset.
@@ -86,6 +93,8 @@ pub(crate) struct Msrs {
     pub(crate) misc_enable: u64,
     /// Guest TSC minus host TSC (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
+    /// The machine-check MSRs.
+    pub(crate) mce: super::mce::Mce,
 }
 
 impl Default for Msrs {
@@ -99,6 +108,7 @@ impl Default for Msrs {
             pat: PAT_RESET,
             misc_enable: MISC_ENABLE_RESET,
             tsc_offset: 0,
+            mce: super::mce::Mce::default(),
         }
     }
 }
@@ -125,11 +135,15 @@ pub(crate) fn pat_valid(v: u64) -> bool {
 pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
     Some(match index {
         index::LSTAR | index::CSTAR | index::KERNEL_GS_BASE => canonical(v),
+        // Bits 63:32 are reserved on Intel CPUs (WRMSR faults): KVM, which
+        // writes the value to the CPU, refuses it the same way.
+        index::SFMASK => v >> 32 == 0,
+        // Checked by `Mce::set`.
+        index::MCG_STATUS | index::MCG_CTL => true,
         index::PAT => pat_valid(v),
         // Made canonical instead (see `sysenter_address`).
         index::SYSENTER_ESP | index::SYSENTER_EIP => true,
         index::STAR
-        | index::SFMASK
         | index::MISC_ENABLE
         | index::SYSENTER_CS
         | index::TSC
@@ -172,6 +186,20 @@ impl Msrs {
         }
         *slot = v;
         Some(true)
+    }
+}
+
+impl Msrs {
+    /// STAR, LSTAR, CSTAR, FMASK and KERNEL_GS_BASE: the MSRs the VMX
+    /// window switches (see `vmx::window::SYSCALL_MSRS` for the order).
+    pub(crate) fn syscall(&self) -> [u64; 5] {
+        [
+            self.star,
+            self.lstar,
+            self.cstar,
+            self.sfmask,
+            self.kernel_gs_base,
+        ]
     }
 }
 

@@ -23,6 +23,11 @@ fn size(s: &str) -> Option<usize> {
         "kvm_cpuid_entry2" => size_of::<KvmCpuidEntry2>(),
         "kvm_fpu" => size_of::<KvmFpu>(),
         "kvm_mp_state" => size_of::<u32>(),
+        "kvm_debugregs" => size_of::<KvmDebugregs>(),
+        "kvm_xcrs" => size_of::<KvmXcrs>(),
+        "kvm_x86_mce" => size_of::<KvmX86Mce>(),
+        "kvm_xsave" => XSAVE_SIZE,
+        "kvm_ioeventfd" => size_of::<KvmIoeventfd>(),
         "kvm_msrs" => size_of::<KvmMsrs>(),
         "kvm_msr_entry" => size_of::<KvmMsrEntry>(),
         "kvm_msr_list" => size_of::<u32>(),
@@ -74,6 +79,13 @@ fn offset(s: &str, f: &str) -> Option<usize> {
         "kvm_fpu" => fields!(KvmFpu:
             "fcw" => fcw, "ftwx" => ftwx, "last_opcode" => last_opcode, "last_ip" => last_ip,
             "last_dp" => last_dp, "xmm" => xmm, "mxcsr" => mxcsr),
+        "kvm_debugregs" => fields!(KvmDebugregs:
+            "db" => db, "dr6" => dr6, "dr7" => dr7, "flags" => flags),
+        "kvm_xcrs" => fields!(KvmXcrs: "flags" => flags, "xcrs" => xcrs, "padding" => padding),
+        "kvm_x86_mce" => fields!(KvmX86Mce: "mcg_status" => mcg_status, "bank" => bank),
+        "kvm_ioeventfd" => fields!(KvmIoeventfd:
+            "datamatch" => datamatch, "addr" => addr, "len" => len, "fd" => fd,
+            "flags" => flags),
         "kvm_cpuid_entry2" => fields!(KvmCpuidEntry2:
             "function" => function, "index" => index, "flags" => flags, "eax" => eax,
             "ebx" => ebx, "ecx" => ecx, "edx" => edx, "padding" => padding),

@@ -13,15 +13,22 @@ pub mod caps;
 #[path = "../../abi/structs.rs"]
 pub mod structs;
 
+#[path = "../../ioeventfd/rules.rs"]
+pub mod ioeventfd_rules;
+
 #[path = "../../memslot/region.rs"]
 pub mod region;
 
 #[path = "../../x86/cpuid.rs"]
 pub mod cpuid;
+#[path = "../../x86/debugreg.rs"]
+pub mod debugreg;
 #[path = "../../x86/decode.rs"]
 pub mod decode;
 #[path = "../../vmx/exit.rs"]
 pub mod exit;
+#[path = "../../x86/mce.rs"]
+pub mod mce;
 #[path = "../../x86/msr.rs"]
 pub mod msr;
 #[path = "../../x86/pio.rs"]
@@ -36,6 +43,8 @@ pub mod sregs;
 pub mod stats_layout;
 #[path = "../../mmu/walk.rs"]
 pub mod walk;
+#[path = "../../x86/xsave.rs"]
+pub mod xsave;
 
 #[cfg(test)]
 mod abi_tests;
@@ -59,6 +68,8 @@ mod region_tests;
 mod segment_tests;
 #[cfg(test)]
 mod sregs_tests;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod stats_tests;
 #[cfg(test)]

@@ -1,0 +1,929 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vCPU state ioctls unmodified QEMU uses: KVM_GET/SET_DEBUGREGS (and the
+ * guest's own MOV DR), KVM_GET/SET_XSAVE and KVM_GET/SET_XCRS, the SYSCALL
+ * MSRs (a 64-bit guest doing SYSCALL/SYSRET and SWAPGS), and machine checks
+ * (KVM_X86_GET_MCE_CAP_SUPPORTED, KVM_X86_SETUP_MCE, KVM_X86_SET_MCE and the
+ * MCG/bank MSRs). Each test checks what the guest sees, what the ioctls
+ * read back, and KVM's errno for bad input.
+ *
+ * Run against /dev/rkvm, and with RKVM_DEV=/dev/kvm against kvm_intel, whose
+ * results are the expectations; where rkvm deliberately differs the test
+ * says so and branches on rkvm_dev_is_rkvm().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kselftest_harness.h"
+#include "rkvm_util.h"
+
+#define STR(x) #x
+#define XSTR(x) STR(x)
+
+#define MEM_SIZE	(2UL << 20)
+#define CODE_GPA	0x1000
+#define RES_GPA		0x4000
+#define DATA_GPA	0x5000
+#define GDT_GPA		0x6000
+#define PML4_GPA	0x18000
+#define PDPT_GPA	0x19000
+#define PD_GPA		0x1a000
+#define PORT		0x10
+
+#define AT(sym, start) #sym " - " #start " + " XSTR(CODE_GPA)
+#define GUEST_BEGIN ".pushsection .rodata.guest, \"a\"\n"
+#define GUEST_END ".code64\n.popsection\n"
+
+/*
+ * Real mode: reports DR0-DR3, DR6, DR7 and DR4 (DR6's alias without
+ * CR4.DE), then writes new values to all of them and halts.
+ */
+#define G_DR0	0x9000
+#define G_DR6	0xffff0ff2
+#define G_DR7	0x402		/* G0: an execution breakpoint never reached */
+asm(GUEST_BEGIN
+	".code16\n"
+	".global dr16_start, dr16_end\n"
+	"dr16_start:\n"
+	"	mov %dr0, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %dr1, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %dr2, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %dr3, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %dr6, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %dr7, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %dr4, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov $" XSTR(G_DR0) ", %eax\n"
+	"	mov %eax, %dr0\n"
+	"	add $0x1000, %eax\n"
+	"	mov %eax, %dr1\n"
+	"	add $0x1000, %eax\n"
+	"	mov %eax, %dr2\n"
+	"	add $0x1000, %eax\n"
+	"	mov %eax, %dr3\n"
+	"	mov $" XSTR(G_DR6) ", %eax\n"
+	"	mov %eax, %dr6\n"
+	"	mov $" XSTR(G_DR7) ", %eax\n"
+	"	mov %eax, %dr7\n"
+	"	hlt\n"
+	"dr16_end:\n"
+	GUEST_END);
+extern const char dr16_start[], dr16_end[];
+
+/* Flat 32-bit protected mode with CR4.OSFXSR: XMM0 out, FCW and XMM1 in. */
+#define G_XMM1	0x55667788
+asm(GUEST_BEGIN
+	".code32\n"
+	".global sse32_start, sse32_end\n"
+	"sse32_start:\n"
+	"	movd %xmm0, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	fnstcw " XSTR(RES_GPA) "\n"
+	"	mov $" XSTR(G_XMM1) ", %eax\n"
+	"	movd %eax, %xmm1\n"
+	"	hlt\n"
+	"sse32_end:\n"
+	GUEST_END);
+extern const char sse32_start[], sse32_end[];
+
+/*
+ * 64-bit: EFER.SCE, the guest's view of LSTAR and STAR, a CSTAR write,
+ * SWAPGS and a load through the new GS base, SYSRET to CPL 3 and SYSCALL
+ * back to the handler at LSTAR, which reports RCX, R11, its RFLAGS and CS.
+ */
+#define G_CSTAR		0xffffffff81234000ULL
+#define GS_VALUE	0x6a5b4c3d
+asm(GUEST_BEGIN
+	".code64\n"
+	".global sc64_start, sc64_user, sc64_after_syscall, sc64_handler, sc64_end\n"
+	"sc64_start:\n"
+	"	mov $0xc0000080, %ecx\n"
+	"	rdmsr\n"
+	"	or $1, %eax\n"
+	"	wrmsr\n"
+	"	mov $0xc0000082, %ecx\n"
+	"	rdmsr\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov $0xc0000081, %ecx\n"
+	"	rdmsr\n"
+	"	mov %edx, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov $0xc0000083, %ecx\n"
+	"	movabs $" XSTR(G_CSTAR) ", %rax\n"
+	"	mov %rax, %rdx\n"
+	"	shr $32, %rdx\n"
+	"	wrmsr\n"
+	"	swapgs\n"
+	"	mov %gs:0, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	lea sc64_user(%rip), %rcx\n"
+	"	mov $0x202, %r11\n"
+	"	sysretq\n"
+	"sc64_user:\n"
+	"	syscall\n"
+	"sc64_after_syscall:\n"
+	"	ud2\n"
+	"sc64_handler:\n"
+	"	mov %rcx, %rax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %r11, %rax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	pushf\n"
+	"	pop %rax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %cs, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	hlt\n"
+	"sc64_end:\n"
+	GUEST_END);
+extern const char sc64_start[], sc64_user[], sc64_after_syscall[], sc64_handler[], sc64_end[];
+
+/*
+ * Real mode with CR4.MCE: OUTs 1 and halts; the #MC handler (IVT vector
+ * 18) reports MCG_STATUS and the high half of MC2_STATUS, clears
+ * MC2_STATUS and halts.
+ */
+asm(GUEST_BEGIN
+	".code16\n"
+	".global mc16_start, mc16_handler, mc16_end\n"
+	"mc16_start:\n"
+	"	mov $1, %al\n"
+	"	out %al, $" XSTR(PORT) "\n"
+	"	hlt\n"
+	"mc16_handler:\n"
+	"	mov $0x17a, %ecx\n"
+	"	rdmsr\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov $0x409, %ecx\n"
+	"	rdmsr\n"
+	"	mov %edx, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	xor %eax, %eax\n"
+	"	xor %edx, %edx\n"
+	"	wrmsr\n"
+	"	hlt\n"
+	"mc16_end:\n"
+	GUEST_END);
+extern const char mc16_start[], mc16_handler[], mc16_end[];
+
+/*
+ * Flat 32-bit: writes to ioeventfd ports and addresses, and to ones
+ * without (which exit), then halts.
+ */
+#define IOFD_PORT	0x20
+#define IOFD_PORT0	0x21
+#define IOFD_MMIO	0x300000
+asm(GUEST_BEGIN
+	".code32\n"
+	".global iofd32_start, iofd32_end\n"
+	"iofd32_start:\n"
+	"	mov $0x1234, %ax\n"
+	"	out %ax, $" XSTR(IOFD_PORT) "\n"
+	"	mov $0x5678, %ax\n"
+	"	out %ax, $" XSTR(IOFD_PORT) "\n"
+	"	mov $1, %al\n"
+	"	out %al, $" XSTR(IOFD_PORT0) "\n"
+	"	movl $7, " XSTR(IOFD_MMIO) "\n"
+	"	movw $9, " XSTR(IOFD_MMIO) " + 8\n"
+	"	hlt\n"
+	"iofd32_end:\n"
+	GUEST_END);
+extern const char iofd32_start[], iofd32_end[];
+
+/* ---- Helpers ----------------------------------------------------------- */
+
+FIXTURE(state) {
+	int dev, vm, vcpu;
+	char *mem;
+	struct kvm_run *run;
+	int run_size;
+};
+
+/*
+ * A small CPUID without XSAVE (and so without leaf 0xD): KVM then lets
+ * XCR0 be 1 only and moves x87/SSE state only through KVM_GET/SET_XSAVE,
+ * what rkvm does for every guest.
+ */
+static void set_small_cpuid(struct __test_metadata *_metadata, int vcpu)
+{
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[2];
+	} c = {
+		.hdr.nent = 2,
+		.e = {
+			{ .function = 0, .eax = 1, .ebx = 0x756e6547, .edx = 0x49656e69,
+			  .ecx = 0x6c65746e },
+			{ .function = 1, .eax = 0x600,
+			  .edx = 1 | 1 << 4 | 1 << 5 | 1 << 8 | 1 << 15 | 1 << 24 | 1 << 25 |
+				 1 << 26 },
+		},
+	};
+
+	ASSERT_EQ(0, ioctl(vcpu, KVM_SET_CPUID2, &c)) TH_LOG("KVM_SET_CPUID2: %s",
+							      strerror(errno));
+}
+
+FIXTURE_SETUP(state)
+{
+	struct kvm_userspace_memory_region r = { .slot = 0, .memory_size = MEM_SIZE };
+
+	self->dev = open(rkvm_dev_path(), O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, self->dev) TH_LOG("open %s: %s", rkvm_dev_path(), strerror(errno));
+	self->vm = ioctl(self->dev, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, self->vm);
+	self->mem = mmap(NULL, MEM_SIZE, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->mem);
+	r.userspace_addr = (unsigned long)self->mem;
+	ASSERT_EQ(0, ioctl(self->vm, KVM_SET_USER_MEMORY_REGION, &r));
+	self->vcpu = ioctl(self->vm, KVM_CREATE_VCPU, 0);
+	ASSERT_LE(0, self->vcpu);
+	self->run_size = ioctl(self->dev, KVM_GET_VCPU_MMAP_SIZE, 0);
+	ASSERT_LT(0, self->run_size);
+	self->run = mmap(NULL, self->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			 self->vcpu, 0);
+	ASSERT_NE(MAP_FAILED, self->run);
+}
+
+FIXTURE_TEARDOWN(state)
+{
+	munmap(self->run, self->run_size);
+	munmap(self->mem, MEM_SIZE);
+	close(self->vcpu);
+	close(self->vm);
+	close(self->dev);
+}
+
+static void load(struct __test_metadata *_metadata, char *mem, const char *start,
+		 const char *end)
+{
+	ASSERT_GT(RES_GPA - CODE_GPA, end - start);
+	memcpy(mem + CODE_GPA, start, end - start);
+}
+
+/* RIP = CODE_GPA, other GPRs 0; real mode (CS 0) or flat 32-bit with `cr4`. */
+static void enter(struct __test_metadata *_metadata, int vcpu, bool flat32, __u64 cr4)
+{
+	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 2 };
+	struct kvm_sregs s;
+
+	ASSERT_EQ(0, ioctl(vcpu, KVM_GET_SREGS, &s));
+	s.cs.selector = 0;
+	s.cs.base = 0;
+	if (flat32) {
+		struct kvm_segment f = {
+			.limit = 0xffffffff, .selector = 0x10, .type = 3, .present = 1,
+			.db = 1, .s = 1, .g = 1,
+		};
+
+		s.cr0 = 0x11;
+		s.ds = s.es = s.fs = s.gs = s.ss = f;
+		f.selector = 8;
+		f.type = 11;
+		s.cs = f;
+	}
+	s.cr4 = cr4;
+	ASSERT_EQ(0, ioctl(vcpu, KVM_SET_SREGS, &s)) TH_LOG("KVM_SET_SREGS: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(vcpu, KVM_SET_REGS, &regs));
+}
+
+static const char *exit_str(struct kvm_run *run, char *buf, size_t len)
+{
+	if (run->exit_reason == KVM_EXIT_INTERNAL_ERROR)
+		snprintf(buf, len, "INTERNAL_ERROR %u data0 %#llx", run->internal.suberror,
+			 (unsigned long long)run->internal.data[0]);
+	else if (run->exit_reason == KVM_EXIT_IO)
+		snprintf(buf, len, "IO port %#x size %u", run->io.port, run->io.size);
+	else
+		snprintf(buf, len, "exit %u", run->exit_reason);
+	return buf;
+}
+
+static void run_expect(struct __test_metadata *_metadata, int vcpu, struct kvm_run *run,
+		       __u32 reason)
+{
+	char why[96];
+
+	ASSERT_EQ(0, ioctl(vcpu, KVM_RUN, 0)) TH_LOG("KVM_RUN: %s", strerror(errno));
+	ASSERT_EQ(reason, run->exit_reason) TH_LOG("got %s", exit_str(run, why, sizeof(why)));
+}
+
+/* Runs to an OUT of `size` bytes to PORT; returns the value. */
+static __u32 run_out(struct __test_metadata *_metadata, int vcpu, struct kvm_run *run,
+		     int size)
+{
+	__u32 v = 0;
+
+	run_expect(_metadata, vcpu, run, KVM_EXIT_IO);
+	EXPECT_TRUE(run->io.direction == KVM_EXIT_IO_OUT && run->io.port == PORT &&
+		    run->io.size == size && run->io.count == 1)
+		TH_LOG("port %#x size %u", run->io.port, run->io.size);
+	memcpy(&v, (char *)run + run->io.data_offset, run->io.size <= 4 ? run->io.size : 4);
+	return v;
+}
+
+#define RUN_OUT(size) run_out(_metadata, self->vcpu, self->run, size)
+
+static int msrs(int fd, unsigned long req, struct kvm_msr_entry *e, unsigned int n)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[16];
+	} m = { .hdr.nmsrs = n };
+	int r;
+
+	memcpy(m.e, e, n * sizeof(*e));
+	r = ioctl(fd, req, &m);
+	memcpy(e, m.e, n * sizeof(*e));
+	return r;
+}
+
+static __u64 get_msr(struct __test_metadata *_metadata, int fd, __u32 index)
+{
+	struct kvm_msr_entry e = { .index = index };
+
+	EXPECT_EQ(1, msrs(fd, KVM_GET_MSRS, &e, 1)) TH_LOG("MSR %#x", index);
+	return e.data;
+}
+
+static int set_msr(int fd, __u32 index, __u64 v)
+{
+	struct kvm_msr_entry e = { .index = index, .data = v };
+
+	return msrs(fd, KVM_SET_MSRS, &e, 1);
+}
+
+/* The ioctl fails with `err`. */
+#define EXPECT_ERRNO(err, call) do {			\
+	errno = 0;					\
+	EXPECT_EQ(-1, (call));				\
+	EXPECT_EQ(err, errno);				\
+} while (0)
+
+/* ---- Debug registers --------------------------------------------------- */
+
+TEST_F(state, debugregs_reset_round_trip_and_bad_input)
+{
+	struct kvm_debugregs d, bad;
+
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_DEBUGREGS));
+	memset(&d, 0xa5, sizeof(d));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_DEBUGREGS, &d));
+	for (int i = 0; i < 4; i++)
+		EXPECT_EQ(0ULL, d.db[i]);
+	EXPECT_EQ(0xffff0ff0ULL, d.dr6);
+	EXPECT_EQ(0x400ULL, d.dr7);
+	EXPECT_EQ(0ULL, d.flags);
+
+	/* Full 64-bit addresses; DR6 and DR7 are stored as given. */
+	d.db[0] = 0xffffffff81000000ULL;
+	d.db[1] = 0x00007fffdeadb000ULL;
+	d.db[2] = 2;
+	d.db[3] = 3;
+	d.dr6 = 0;
+	d.dr7 = 0x400;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_DEBUGREGS, &d));
+	memset(&bad, 0, sizeof(bad));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_DEBUGREGS, &bad));
+	EXPECT_EQ(0, memcmp(d.db, bad.db, sizeof(d.db)));
+	EXPECT_EQ(0ULL, bad.dr6);
+	EXPECT_EQ(0x400ULL, bad.dr7);
+
+	bad = d;
+	bad.flags = 1;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_DEBUGREGS, &bad));
+	bad = d;
+	bad.dr6 = 1ULL << 32;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_DEBUGREGS, &bad));
+	bad = d;
+	bad.dr7 = 0x400 | 1ULL << 63;
+	bad.db[0] = 0;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_DEBUGREGS, &bad));
+	/* Nothing changed. */
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_DEBUGREGS, &bad));
+	EXPECT_EQ(d.db[0], bad.db[0]);
+	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_SET_DEBUGREGS, (void *)8));
+}
+
+TEST_F(state, debugregs_reach_the_guest_and_back)
+{
+	struct kvm_debugregs d = {
+		.db = { 0x111000, 0x122000, 0x133000, 0x144000 },
+		.dr6 = 0xffff0ff1,	/* B0 */
+		.dr7 = 0x401,		/* L0: breakpoint enabled, never reached */
+	};
+
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_DEBUGREGS, &d));
+	load(_metadata, self->mem, dr16_start, dr16_end);
+	enter(_metadata, self->vcpu, false, 0);
+	for (int i = 0; i < 4; i++) {
+		EXPECT_EQ(d.db[i], RUN_OUT(4)) TH_LOG("DR%d", i);
+	}
+	EXPECT_EQ(0xffff0ff1U, RUN_OUT(4)) TH_LOG("DR6");
+	EXPECT_EQ(0x401U, RUN_OUT(4)) TH_LOG("DR7");
+	EXPECT_EQ(0xffff0ff1U, RUN_OUT(4)) TH_LOG("DR4 is DR6");
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+
+	memset(&d, 0, sizeof(d));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_DEBUGREGS, &d));
+	for (int i = 0; i < 4; i++) {
+		EXPECT_EQ((__u64)G_DR0 + 0x1000 * i, d.db[i]) TH_LOG("DR%d", i);
+	}
+	EXPECT_EQ((__u64)G_DR6, d.dr6);
+	EXPECT_EQ((__u64)G_DR7, d.dr7);
+}
+
+/* ---- XSAVE and XCRs ---------------------------------------------------- */
+
+#define XS_MXCSR	24
+#define XS_XMM(n)	(160 + 16 * (n))
+#define XS_BV		512
+#define XS_COMP		520
+
+static __u32 xs32(const struct kvm_xsave *x, int off)
+{
+	__u32 v;
+
+	memcpy(&v, (const char *)x->region + off, 4);
+	return v;
+}
+
+static __u64 xs64(const struct kvm_xsave *x, int off)
+{
+	__u64 v;
+
+	memcpy(&v, (const char *)x->region + off, 8);
+	return v;
+}
+
+static void xs_put(struct kvm_xsave *x, int off, const void *v, size_t n)
+{
+	memcpy((char *)x->region + off, v, n);
+}
+
+TEST_F(state, xsave_round_trip_guest_and_bad_input)
+{
+	static struct kvm_xsave x, bad;
+	__u32 xmm0 = 0x11223344, xmm2 = 0x99aabbcc, v;
+	__u64 bv = 3, q;
+	struct kvm_fpu fpu;
+	__u16 fcw = 0x27f;
+
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE));
+	set_small_cpuid(_metadata, self->vcpu);
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_XSAVE, &x));
+	EXPECT_EQ(0x37fU, xs32(&x, 0) & 0xffff);
+	EXPECT_EQ(0x1f80U, xs32(&x, XS_MXCSR));
+	EXPECT_EQ(0ULL, xs64(&x, XS_BV) & ~3ULL);
+	EXPECT_EQ(0ULL, xs64(&x, XS_COMP));
+
+	xs_put(&x, 0, &fcw, 2);
+	xs_put(&x, XS_XMM(0), &xmm0, 4);
+	xs_put(&x, XS_BV, &bv, 8);
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_XSAVE, &x)) TH_LOG("%s", strerror(errno));
+	/* The same state through KVM_GET_FPU. */
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_FPU, &fpu));
+	EXPECT_EQ(0x27f, fpu.fcw);
+	memcpy(&v, fpu.xmm[0], 4);
+	EXPECT_EQ(xmm0, v);
+
+	/* The guest sees it, and what it leaves comes back. */
+	load(_metadata, self->mem, sse32_start, sse32_end);
+	enter(_metadata, self->vcpu, true, 0x200);	/* OSFXSR */
+	EXPECT_EQ(xmm0, RUN_OUT(4));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	EXPECT_EQ(0x27f, *(__u16 *)(self->mem + RES_GPA));
+	memset(&x, 0, sizeof(x));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_XSAVE, &x));
+	EXPECT_EQ((__u32)G_XMM1, xs32(&x, XS_XMM(1)));
+	EXPECT_EQ(xmm0, xs32(&x, XS_XMM(0)));
+	EXPECT_EQ(0x27fU, xs32(&x, 0) & 0xffff);
+	EXPECT_EQ(2ULL, xs64(&x, XS_BV) & 2);
+	EXPECT_EQ(0ULL, xs64(&x, XS_BV) & ~3ULL);
+
+	/* KVM_SET_FPU lands in the same state. */
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_FPU, &fpu));
+	memcpy(fpu.xmm[2], &xmm2, 4);
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_FPU, &fpu));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_XSAVE, &x));
+	EXPECT_EQ(xmm2, xs32(&x, XS_XMM(2)));
+	EXPECT_EQ((__u32)G_XMM1, xs32(&x, XS_XMM(1)));
+
+	/* Bad images: EINVAL, and nothing changes. */
+	bad = x;
+	q = 3 | 1ULL << 63;
+	xs_put(&bad, XS_BV, &q, 8);
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XSAVE, &bad));
+	bad = x;
+	q = 3 | 1ULL << 8;		/* a supervisor component (PT) */
+	xs_put(&bad, XS_BV, &q, 8);
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XSAVE, &bad));
+	bad = x;
+	q = 3 | 1ULL << 63;
+	xs_put(&bad, XS_COMP, &q, 8);
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XSAVE, &bad));
+	bad = x;
+	((char *)bad.region)[540] = 1;	/* reserved header byte */
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XSAVE, &bad));
+	bad = x;
+	v = 0xffff0000;
+	xs_put(&bad, XS_MXCSR, &v, 4);
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XSAVE, &bad));
+	if (rkvm_dev_is_rkvm()) {
+		/* AVX state: the guest has no XSAVE. KVM 7.3 takes any component
+		 * the host's FPU supports here, whatever the guest CPUID. */
+		bad = x;
+		q = 7;
+		xs_put(&bad, XS_BV, &q, 8);
+		EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XSAVE, &bad));
+	}
+	memset(&bad, 0, sizeof(bad));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_XSAVE, &bad));
+	EXPECT_EQ((__u32)G_XMM1, xs32(&bad, XS_XMM(1)));
+	EXPECT_EQ(xmm2, xs32(&bad, XS_XMM(2)));
+
+	/* A component left out of XSTATE_BV goes back to its initial state. */
+	bad = x;
+	q = 1;
+	xs_put(&bad, XS_BV, &q, 8);
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_XSAVE, &bad));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_XSAVE, &bad));
+	EXPECT_EQ(0U, xs32(&bad, XS_XMM(1)));
+	EXPECT_EQ(0x27fU, xs32(&bad, 0) & 0xffff);
+	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_SET_XSAVE, (void *)8));
+}
+
+TEST_F(state, xcrs_follow_kvm_set_xcr)
+{
+	struct kvm_xcrs x, bad;
+	int cap = ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_XCRS);
+
+	if (!cap)
+		SKIP(return, "no host XSAVE, no KVM_CAP_XCRS");
+	set_small_cpuid(_metadata, self->vcpu);
+	memset(&x, 0xa5, sizeof(x));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_XCRS, &x));
+	EXPECT_EQ(1U, x.nr_xcrs);
+	EXPECT_EQ(0U, x.flags);
+	EXPECT_EQ(0U, x.xcrs[0].xcr);
+	EXPECT_EQ(1ULL, x.xcrs[0].value);
+
+	memset(&x, 0, sizeof(x));
+	x.nr_xcrs = 1;
+	x.xcrs[0].value = 1;
+	EXPECT_EQ(0, ioctl(self->vcpu, KVM_SET_XCRS, &x));
+	/* Another XCR than XCR0 is ignored. */
+	x.xcrs[0].xcr = 1;
+	x.xcrs[0].value = 0;
+	EXPECT_EQ(0, ioctl(self->vcpu, KVM_SET_XCRS, &x));
+
+	bad = x;
+	bad.xcrs[0].xcr = 0;
+	bad.xcrs[0].value = 0;		/* x87 always on */
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XCRS, &bad));
+	bad.xcrs[0].value = 3;		/* SSE: the guest has no XSAVE */
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XCRS, &bad));
+	bad.xcrs[0].value = 1 | 1ULL << 63;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XCRS, &bad));
+	bad.xcrs[0].value = 1;
+	bad.flags = 1;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XCRS, &bad));
+	bad.flags = 0;
+	bad.nr_xcrs = KVM_MAX_XCRS + 1;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_XCRS, &bad));
+
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_XCRS, &x));
+	EXPECT_EQ(1ULL, x.xcrs[0].value);
+}
+
+/* ---- SYSCALL MSRs ------------------------------------------------------ */
+
+#define MSR_STAR		0xc0000081
+#define MSR_LSTAR		0xc0000082
+#define MSR_CSTAR		0xc0000083
+#define MSR_SFMASK		0xc0000084
+#define MSR_KERNEL_GS_BASE	0xc0000102
+
+TEST_F(state, syscall_msrs_are_listed_and_round_trip)
+{
+	static const __u32 want[] = {
+		MSR_STAR, MSR_LSTAR, MSR_CSTAR, MSR_SFMASK, MSR_KERNEL_GS_BASE,
+	};
+	struct { struct kvm_msr_list hdr; __u32 idx[1024]; } list = { .hdr.nmsrs = 1024 };
+	struct kvm_msr_entry e[5] = {
+		{ .index = MSR_STAR, .data = 0x0023001000000000ULL | 0x12345678 },
+		{ .index = MSR_LSTAR, .data = 0xffffffff81000000ULL },
+		{ .index = MSR_CSTAR, .data = 0x00007fff00001000ULL },
+		{ .index = MSR_SFMASK, .data = 0x47700 },
+		{ .index = MSR_KERNEL_GS_BASE, .data = 0xffff888000000000ULL },
+	};
+
+	ASSERT_EQ(0, ioctl(self->dev, KVM_GET_MSR_INDEX_LIST, &list));
+	for (unsigned int w = 0; w < 5; w++) {
+		unsigned int i;
+
+		for (i = 0; i < list.hdr.nmsrs && list.idx[i] != want[w]; i++)
+			;
+		EXPECT_GT(list.hdr.nmsrs, i) TH_LOG("MSR %#x not listed", want[w]);
+	}
+	/* Reset values are 0. */
+	for (unsigned int w = 0; w < 5; w++) {
+		EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, want[w])) TH_LOG("%#x", want[w]);
+	}
+	ASSERT_EQ(5, msrs(self->vcpu, KVM_SET_MSRS, e, 5));
+	for (unsigned int w = 0; w < 5; w++) {
+		EXPECT_EQ(e[w].data, get_msr(_metadata, self->vcpu, e[w].index))
+			TH_LOG("%#x", e[w].index);
+	}
+	/* Non-canonical addresses are refused. */
+	EXPECT_EQ(0, set_msr(self->vcpu, MSR_LSTAR, 0x0000800000000000ULL));
+	EXPECT_EQ(0, set_msr(self->vcpu, MSR_CSTAR, 0x8000000000000000ULL));
+	EXPECT_EQ(0, set_msr(self->vcpu, MSR_KERNEL_GS_BASE, 0x0001000000000000ULL));
+	EXPECT_EQ(e[1].data, get_msr(_metadata, self->vcpu, MSR_LSTAR));
+}
+
+TEST_F(state, syscall_sysret_and_swapgs_in_a_64bit_guest)
+{
+	static const __u64 gdt[] = {
+		0,
+		0x00af9b000000ffffULL,	/* 0x08: kernel code, 64-bit */
+		0x00cf93000000ffffULL,	/* 0x10: kernel data */
+		0x00cff3000000ffffULL,	/* 0x18: user data (SYSRET SS) */
+		0x00affb000000ffffULL,	/* 0x20: user code, 64-bit (SYSRET CS) */
+	};
+	__u64 *pml4 = (__u64 *)(self->mem + PML4_GPA);
+	__u64 *pdpt = (__u64 *)(self->mem + PDPT_GPA);
+	__u64 *pd = (__u64 *)(self->mem + PD_GPA);
+	__u64 lstar = CODE_GPA + (sc64_handler - sc64_start);
+	__u64 star = 0x10ULL << 48 | 0x08ULL << 32;
+	__u32 gs_value = GS_VALUE;
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[256];
+	} cpuid = { .hdr.nent = 256 };
+	struct kvm_msr_entry e[4] = {
+		{ .index = MSR_STAR, .data = star },
+		{ .index = MSR_LSTAR, .data = lstar },
+		{ .index = MSR_SFMASK, .data = 0x200 },		/* IF */
+		{ .index = MSR_KERNEL_GS_BASE, .data = DATA_GPA },
+	};
+	struct kvm_regs regs = { .rip = CODE_GPA, .rflags = 2, .rsp = 0xf000 };
+	struct kvm_sregs s;
+
+	ASSERT_EQ(0, ioctl(self->dev, KVM_GET_SUPPORTED_CPUID, &cpuid));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_CPUID2, &cpuid));
+	memset(pml4, 0, 3 * 4096);
+	pml4[0] = PDPT_GPA | 7;
+	pdpt[0] = PD_GPA | 7;
+	pd[0] = 0x87;			/* 2 MiB at 0: P, RW, US, PS */
+	memcpy(self->mem + GDT_GPA, gdt, sizeof(gdt));
+	memcpy(self->mem + DATA_GPA, &gs_value, 4);
+	load(_metadata, self->mem, sc64_start, sc64_end);
+
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_SREGS, &s));
+	s.cr0 = 0x80010011;
+	s.cr4 = 0x20;
+	s.efer = 0x500;
+	s.cr3 = PML4_GPA;
+	s.gdt.base = GDT_GPA;
+	s.gdt.limit = sizeof(gdt) - 1;
+	s.cs = (struct kvm_segment){ .selector = 8, .limit = 0xffffffff, .type = 11,
+				     .present = 1, .s = 1, .l = 1, .g = 1 };
+	s.ds = (struct kvm_segment){ .selector = 0x10, .limit = 0xffffffff, .type = 3,
+				     .present = 1, .s = 1, .db = 1, .g = 1 };
+	s.es = s.ss = s.fs = s.gs = s.ds;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_SREGS, &s)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_REGS, &regs));
+	ASSERT_EQ(4, msrs(self->vcpu, KVM_SET_MSRS, e, 4));
+
+	/* The guest reads what KVM_SET_MSRS wrote. */
+	EXPECT_EQ((__u32)lstar, RUN_OUT(4)) TH_LOG("LSTAR");
+	EXPECT_EQ((__u32)(star >> 32), RUN_OUT(4)) TH_LOG("STAR[63:32]");
+	/* SWAPGS took KERNEL_GS_BASE as the GS base. */
+	EXPECT_EQ((__u32)GS_VALUE, RUN_OUT(4)) TH_LOG("load through GS");
+	/* SYSRET to CPL 3, SYSCALL back through LSTAR. */
+	EXPECT_EQ((__u32)(CODE_GPA + (sc64_after_syscall - sc64_start)), RUN_OUT(4))
+		TH_LOG("RCX");
+	EXPECT_EQ(0x202U, RUN_OUT(4)) TH_LOG("R11: RFLAGS at SYSCALL");
+	EXPECT_EQ(0U, RUN_OUT(4) & 0x200) TH_LOG("FMASK cleared IF");
+	EXPECT_EQ(0x8U, RUN_OUT(4)) TH_LOG("CS from STAR");
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+
+	/* The guest's CSTAR write, and SWAPGS's exchange, reach the host. */
+	EXPECT_EQ(G_CSTAR, get_msr(_metadata, self->vcpu, MSR_CSTAR));
+	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, MSR_KERNEL_GS_BASE));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_SREGS, &s));
+	EXPECT_EQ((__u64)DATA_GPA, s.gs.base);
+	EXPECT_EQ(1ULL, s.efer & 1) TH_LOG("EFER.SCE");
+}
+
+/* ---- Machine checks ---------------------------------------------------- */
+
+#define MCG_CTL_P	(1ULL << 8)
+#define MCG_SER_P	(1ULL << 24)
+#define MSR_MCG_CAP	0x179
+#define MSR_MCG_STATUS	0x17a
+#define MSR_MCG_CTL	0x17b
+#define MSR_MC_CTL(i)	(0x400 + 4 * (i))
+#define MCI_VAL		(1ULL << 63)
+#define MCI_UC		(1ULL << 61)
+#define MCI_PCC		(1ULL << 57)
+
+TEST_F(state, mce_setup_and_msrs)
+{
+	__u64 sup = 0, cap;
+	struct kvm_msr_entry e;
+
+	EXPECT_LE(10, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_MCE));
+	ASSERT_EQ(0, ioctl(self->dev, KVM_X86_GET_MCE_CAP_SUPPORTED, &sup));
+	EXPECT_EQ(MCG_CTL_P | MCG_SER_P, sup & (MCG_CTL_P | MCG_SER_P));
+
+	cap = 0;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_X86_SETUP_MCE, &cap));
+	cap = 33;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_X86_SETUP_MCE, &cap));
+	cap = 10 | 1ULL << 9;		/* MCG_EXT_P: never supported */
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_X86_SETUP_MCE, &cap));
+	cap = 10 | 1ULL << 40;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_X86_SETUP_MCE, &cap));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_X86_SETUP_MCE, (void *)8));
+	cap = 10 | MCG_CTL_P | MCG_SER_P;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_X86_SETUP_MCE, &cap));
+
+	EXPECT_EQ(cap, get_msr(_metadata, self->vcpu, MSR_MCG_CAP));
+	EXPECT_EQ(~0ULL, get_msr(_metadata, self->vcpu, MSR_MCG_CTL));
+	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, MSR_MCG_STATUS));
+	for (int i = 0; i < 10; i++) {
+		EXPECT_EQ(~0ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(i))) TH_LOG("bank %d", i);
+	}
+	e = (struct kvm_msr_entry){ .index = MSR_MC_CTL(10) };
+	EXPECT_EQ(0, msrs(self->vcpu, KVM_GET_MSRS, &e, 1)) TH_LOG("bank 10 exists");
+	/* MCG_CAP is read-only; MCi_CTL takes 0 or all ones; MCG_CTL too. */
+	EXPECT_EQ(0, set_msr(self->vcpu, MSR_MCG_CAP, 4));
+	EXPECT_EQ(0, set_msr(self->vcpu, MSR_MC_CTL(3), 0x1234));
+	EXPECT_EQ(0, set_msr(self->vcpu, MSR_MCG_CTL, 5));
+	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MC_CTL(3), 0));
+	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MC_CTL(3) + 1, MCI_VAL | 7));
+	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MC_CTL(3) + 2, 0x1000));
+	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MCG_STATUS, 5));
+	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(3)));
+	EXPECT_EQ(MCI_VAL | 7, get_msr(_metadata, self->vcpu, MSR_MC_CTL(3) + 1));
+	EXPECT_EQ(0x1000ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(3) + 2));
+	EXPECT_EQ(5ULL, get_msr(_metadata, self->vcpu, MSR_MCG_STATUS));
+}
+
+TEST_F(state, set_mce_logs_raises_and_shuts_down)
+{
+	__u64 cap = 10 | MCG_CTL_P;
+	__u64 h = CODE_GPA + (mc16_handler - mc16_start);
+	__u32 ivt18 = (__u32)h;		/* segment 0 : offset */
+	struct kvm_x86_mce m = { .bank = 10, .status = MCI_VAL };
+
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_X86_SETUP_MCE, &cap));
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_X86_SET_MCE, &m));
+	m.bank = 1;
+	m.status = 5;			/* no VAL */
+	EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_X86_SET_MCE, &m));
+
+	/* A corrected error is only logged. */
+	m = (struct kvm_x86_mce){ .bank = 1, .status = MCI_VAL | 5, .addr = 0xabc000,
+				  .misc = 0x86 };
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_X86_SET_MCE, &m));
+	EXPECT_EQ(MCI_VAL | 5, get_msr(_metadata, self->vcpu, MSR_MC_CTL(1) + 1));
+	EXPECT_EQ(0xabc000ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(1) + 2));
+	EXPECT_EQ(0x86ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(1) + 3));
+
+	/* An uncorrected one is delivered as #MC to a guest with CR4.MCE. */
+	memcpy(self->mem + 18 * 4, &ivt18, 4);
+	load(_metadata, self->mem, mc16_start, mc16_end);
+	enter(_metadata, self->vcpu, false, 0x40);
+	EXPECT_EQ(1U, RUN_OUT(1));
+	m = (struct kvm_x86_mce){ .bank = 2, .status = MCI_VAL | MCI_UC | MCI_PCC | 9,
+				  .mcg_status = 7 };
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_X86_SET_MCE, &m));
+	EXPECT_EQ(7U, RUN_OUT(4)) TH_LOG("MCG_STATUS in the handler");
+	EXPECT_EQ((__u32)(m.status >> 32), RUN_OUT(4)) TH_LOG("MC2_STATUS in the handler");
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(2) + 1))
+		TH_LOG("the guest cleared MC2_STATUS");
+
+	/* With MCIP still set, another one shuts the guest down. */
+	m.bank = 3;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_X86_SET_MCE, &m));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_SHUTDOWN);
+}
+
+/* ---- ioeventfd --------------------------------------------------------- */
+
+static __u64 efd_count(int fd)
+{
+	__u64 v = 0;
+
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		return 0;
+	return v;
+}
+
+TEST_F(state, ioeventfd_signals_instead_of_exiting)
+{
+	int pio = eventfd(0, EFD_NONBLOCK), pio0 = eventfd(0, EFD_NONBLOCK);
+	int mmio = eventfd(0, EFD_NONBLOCK);
+	struct kvm_ioeventfd dm = {
+		.datamatch = 0x1234, .addr = IOFD_PORT, .len = 2, .fd = pio,
+		.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH,
+	};
+	struct kvm_ioeventfd any = {
+		.addr = IOFD_PORT0, .len = 0, .fd = pio0, .flags = KVM_IOEVENTFD_FLAG_PIO,
+	};
+	struct kvm_ioeventfd mm = { .addr = IOFD_MMIO, .len = 4, .fd = mmio };
+	struct kvm_ioeventfd bad;
+	struct kvm_regs regs;
+
+	ASSERT_LE(0, pio);
+	ASSERT_LE(0, pio0);
+	ASSERT_LE(0, mmio);
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD));
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_IOEVENTFD_ANY_LENGTH));
+	ASSERT_EQ(0, ioctl(self->vm, KVM_IOEVENTFD, &dm)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, ioctl(self->vm, KVM_IOEVENTFD, &any)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, ioctl(self->vm, KVM_IOEVENTFD, &mm)) TH_LOG("%s", strerror(errno));
+
+	/* Bad requests. */
+	bad = dm;
+	bad.len = 3;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad = dm;
+	bad.flags |= 1 << 5;	/* bit 4 is KVM's (unused) fast-MMIO flag */
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad = dm;
+	bad.len = 0;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad = mm;
+	bad.addr = ~0ULL;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad = dm;
+	bad.addr = 0x30;
+	bad.fd = -1;
+	EXPECT_ERRNO(EBADF, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad.fd = self->vm;		/* not an eventfd */
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad = dm;
+	bad.flags = KVM_IOEVENTFD_FLAG_PIO;	/* a wildcard over the datamatch */
+	EXPECT_ERRNO(EEXIST, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad = dm;
+	bad.datamatch = 0x4321;			/* another value: no collision */
+	bad.fd = mmio;
+	EXPECT_EQ(0, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+	EXPECT_EQ(0, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	EXPECT_ERRNO(ENOENT, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	bad = dm;
+	bad.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+	bad.fd = pio0;				/* registered with another eventfd */
+	EXPECT_ERRNO(ENOENT, ioctl(self->vm, KVM_IOEVENTFD, &bad));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vm, KVM_IOEVENTFD, (void *)8));
+
+	/* Matching writes signal; the others exit as before. */
+	load(_metadata, self->mem, iofd32_start, iofd32_end);
+	enter(_metadata, self->vcpu, true, 0);
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_IO);
+	EXPECT_EQ(IOFD_PORT, self->run->io.port);
+	EXPECT_EQ(0x5678, *(__u16 *)((char *)self->run + self->run->io.data_offset));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_MMIO);
+	EXPECT_EQ((__u64)IOFD_MMIO + 8, self->run->mmio.phys_addr);
+	EXPECT_EQ(2U, self->run->mmio.len);
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	EXPECT_EQ(1ULL, efd_count(pio));
+	EXPECT_EQ(1ULL, efd_count(pio0));
+	EXPECT_EQ(1ULL, efd_count(mmio));
+
+	/* Deassigned: the first OUT exits again. */
+	dm.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+	ASSERT_EQ(0, ioctl(self->vm, KVM_IOEVENTFD, &dm));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_REGS, &regs));
+	regs.rip = CODE_GPA;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_REGS, &regs));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_IO);
+	EXPECT_EQ(0x1234, *(__u16 *)((char *)self->run + self->run->io.data_offset));
+	EXPECT_EQ(0ULL, efd_count(pio));
+	close(pio);
+	close(pio0);
+	close(mmio);
+}
+
+TEST_HARNESS_MAIN
