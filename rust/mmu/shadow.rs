@@ -1426,6 +1426,11 @@ impl Shadow {
     /// obsolete (never found again; roots reloaded). The pages are zapped
     /// by [`Shadow::zap_obsolete`].
     pub(crate) fn invalidate_all(&mut self) -> Changes {
+        if self.used == 0 {
+            // No page, so no root either: nothing to retire, nobody to
+            // tell (an unpaged VM deleting slots kicks nobody for this).
+            return Changes::default();
+        }
         self.gen = self.gen.wrapping_add(1);
         Changes {
             flush: true,
