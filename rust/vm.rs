@@ -301,20 +301,25 @@ impl Vm {
     /// Invalidates every shadow page (a new generation), then zaps the
     /// obsolete ones in batches, yielding the lock and the CPU when the
     /// scheduler asks (KVM's `kvm_mmu_zap_all_fast()`).
+    ///
+    /// The lock is dropped after every batch, not only when the scheduler
+    /// asks: a vCPU reloading its root or faulting spins on it meanwhile,
+    /// and the kernel's queued spinlock hands it to that waiter before
+    /// this loop gets it back. That is KVM's "yield on contention"
+    /// (`rwlock_needbreak()`), which a Rust `SpinLock` cannot ask about;
+    /// without it a spinning vCPU stalls for the whole zap (measured:
+    /// `inval_test zap_stall`).
     fn zap_all_shadow(&self) {
         self.with_mmu(|s, ch| ch.merge(s.invalidate_all()));
-        let mut s = self.mmu.lock();
         loop {
             // Obsolete pages are unreachable: every vCPU reloaded its roots
             // (the kick above), so zapping them needs no flush.
-            let (done, _) = s.zap_obsolete(ZAP_BATCH);
+            let (done, _) = self.mmu.lock().zap_obsolete(ZAP_BATCH);
             if done {
                 break;
             }
             if shim::need_resched() {
-                drop(s);
                 shim::cond_resched();
-                s = self.mmu.lock();
             }
         }
     }
