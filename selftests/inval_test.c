@@ -55,6 +55,8 @@
 #define STACK_TOP(i)	(0x8000 + (i) * 0x2000)
 #define CODE_GPA	0x10000
 #define CODE_END	0x30000
+#define CODE32_GPA	0x30000		/* the unpaged guest */
+#define CODE32_END	0x31000
 #define DATA_GPA	0x40000		/* frames the benchmarks map many times */
 #define POOL_GPA	0x100000	/* guest page tables, allocated upwards */
 
@@ -290,6 +292,43 @@ asm(".pushsection .rodata.inval_guest, \"a\"\n"
 
 extern const char inval_guest_start[], inval_guest_end[];
 
+/*
+ * The unpaged guest of dirty_log_unpaged: 32-bit protected mode without
+ * paging, OP_READ and OP_WRITE only, EBP = the command block (low dwords
+ * of its qwords).
+ */
+asm(".pushsection .rodata.inval_guest, \"a\"\n"
+    ".code32\n"
+    ".p2align 4\n"
+    ".global inval_guest32_start, inval_guest32_end\n"
+    "inval_guest32_start:\n"
+    "ig32_main:\n"
+    "	mov " XS(C_OP) "(%ebp), %eax\n"
+    "	cmp $" XS(OP_READ) ", %eax\n"
+    "	je ig32_read\n"
+    "	cmp $" XS(OP_WRITE) ", %eax\n"
+    "	je ig32_write\n"
+    "	ud2\n"
+    "ig32_done:\n"
+    "	mov " XS(C_OP) "(%ebp), %eax\n"
+    "	out %eax, $" XS(PORT_DONE) "\n"
+    "	jmp ig32_main\n"
+    "ig32_read:\n"
+    "	mov " XS(C_A) "(%ebp), %ebx\n"
+    "	mov (%ebx), %eax\n"
+    "	mov %eax, " XS(C_R0) "(%ebp)\n"
+    "	jmp ig32_done\n"
+    "ig32_write:\n"
+    "	mov " XS(C_A) "(%ebp), %ebx\n"
+    "	mov " XS(C_B) "(%ebp), %eax\n"
+    "	mov %eax, (%ebx)\n"
+    "	jmp ig32_done\n"
+    "inval_guest32_end:\n"
+    ".code64\n"
+    ".popsection\n");
+
+extern const char inval_guest32_start[], inval_guest32_end[];
+
 /* ---- Loop sizes, scaled to the 2-CPU Bochs lab ------------------------------ */
 
 /*
@@ -444,6 +483,7 @@ static const __u64 gdt[] = {
 	0,
 	0x00af9b000000ffffULL,	/* 0x08: 64-bit code */
 	0x00cf93000000ffffULL,	/* 0x10: data */
+	0x00cf9b000000ffffULL,	/* 0x18: 32-bit code */
 };
 
 /* The VM: slot 0 with the guest program, descriptors and base tables. */
@@ -471,6 +511,9 @@ static void vm_create(struct __test_metadata *_metadata, struct vm *vm)
 
 	ASSERT_GE((size_t)(CODE_END - CODE_GPA), code);
 	memcpy(vm->mem + CODE_GPA, inval_guest_start, code);
+	code = inval_guest32_end - inval_guest32_start;
+	ASSERT_GE((size_t)(CODE32_END - CODE32_GPA), code);
+	memcpy(vm->mem + CODE32_GPA, inval_guest32_start, code);
 	memcpy(ent, inval_guest_start, sizeof(ent));
 	vm->entry_stubs = ent[0];
 	vm->entry_main = ent[1];
@@ -540,7 +583,7 @@ static void vcpu_create(struct __test_metadata *_metadata, struct vm *vm, int id
 	segment(&sregs.ds, 0x10, 3, false);
 	sregs.es = sregs.fs = sregs.gs = sregs.ss = sregs.ds;
 	sregs.tr = (struct kvm_segment){
-		.base = TSS_GPA, .limit = 0x67, .selector = 0x18, .type = 11, .present = 1,
+		.base = TSS_GPA, .limit = 0x67, .selector = 0x20, .type = 11, .present = 1,
 	};
 	sregs.gdt.base = GDT_GPA;
 	sregs.gdt.limit = sizeof(gdt) - 1;
@@ -555,6 +598,27 @@ static void vcpu_create(struct __test_metadata *_metadata, struct vm *vm, int id
 	ASSERT_EQ(0, ioctl(v->fd, KVM_SET_REGS, &regs))
 		TH_LOG("KVM_SET_REGS: %s", strerror(errno));
 	memset((void *)cmd_block(v), 0, CMD_SIZE);
+}
+
+/* The vCPU to 32-bit protected mode without paging, at the unpaged guest. */
+static void vcpu_unpaged(struct __test_metadata *_metadata, struct vcpu *v)
+{
+	struct kvm_regs regs = {
+		.rip = CODE32_GPA, .rsp = STACK_TOP(v->id), .rflags = 0x202,
+		.rbp = CMD_GPA + v->id * CMD_SIZE,
+	};
+	struct kvm_sregs sregs;
+
+	ASSERT_EQ(0, ioctl(v->fd, KVM_GET_SREGS, &sregs));
+	segment(&sregs.cs, 0x18, 11, false);
+	sregs.cr0 = 0x31;		/* NE | ET | PE */
+	sregs.cr3 = 0;
+	sregs.cr4 = 0;
+	sregs.efer = 0;
+	ASSERT_EQ(0, ioctl(v->fd, KVM_SET_SREGS, &sregs))
+		TH_LOG("KVM_SET_SREGS: %s", strerror(errno));
+	ASSERT_EQ(0, ioctl(v->fd, KVM_SET_REGS, &regs))
+		TH_LOG("KVM_SET_REGS: %s", strerror(errno));
 }
 
 static void vcpu_destroy(struct vcpu *v)
@@ -1126,11 +1190,16 @@ static __u64 page_set(const unsigned int *pages, unsigned int n)
 }
 
 /*
- * Guest page tables are in slot 0: the A/D bits KVM sets in them dirty
- * slot 0, not the logged one. The guest PTEs start clean (D=0), so a read
- * maps a page read-only on both devices.
+ * Paged: the guest page tables are in slot 0, so the A/D bits KVM sets in
+ * them dirty slot 0, not the logged one; the guest PTEs start clean (D=0),
+ * so a read maps a page read-only on both devices, and the host tags
+ * every page beforehand.
+ * Unpaged: KVM's direct map makes a read fault writable (and logs the
+ * page) when the host page is writable already, so the pages the guest
+ * only reads are ones nobody wrote (they read as zero and stay clean).
  */
-TEST_F_TIMEOUT(inval, dirty_log, 120)
+static void dirty_log_case(struct __test_metadata *_metadata, FIXTURE_DATA(inval) *self,
+			   bool paged)
 {
 	static const unsigned int w1[] = { 0, 1, 5, 17, 33, 63 };
 	static const unsigned int r1[] = { 2, 3, 40, 62 };
@@ -1146,7 +1215,7 @@ TEST_F_TIMEOUT(inval, dirty_log, 120)
 
 	s.hva = mmap(NULL, s.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	ASSERT_NE(MAP_FAILED, s.hva);
-	for (i = 0; i < DIRTY_PAGES; i++)
+	for (i = 0; paged && i < DIRTY_PAGES; i++)
 		put32(s.hva + i * 0x1000, TAGV + i);
 	ret = slot_set(&self->vm, &s, s.gpa, s.size);
 	if (ret == -EINVAL) {
@@ -1155,7 +1224,10 @@ TEST_F_TIMEOUT(inval, dirty_log, 120)
 		     rkvm_dev_path());
 	}
 	ASSERT_EQ(0, ret) TH_LOG("a dirty-logged slot: %s", strerror(-ret));
-	map_slot(_metadata, &self->vm, &s);
+	if (paged)
+		map_slot(_metadata, &self->vm, &s);
+	else
+		vcpu_unpaged(_metadata, v);
 
 	get_dirty(_metadata, &self->vm, 1, bitmap);
 	EXPECT_EQ(0ULL, bitmap[0]) TH_LOG("dirty before the guest ran");
@@ -1167,9 +1239,12 @@ TEST_F_TIMEOUT(inval, dirty_log, 120)
 
 		for (i = 0; i < nw; i++)
 			WRITE(v, s.gpa + w[i] * 0x1000 + 8, round * 0x1000 + w[i]);
-		for (i = 0; i < nr; i++)
-			EXPECT_EQ(TAGV + rd[i], (__u32)READ(v, s.gpa + rd[i] * 0x1000))
+		for (i = 0; i < nr; i++) {
+			__u32 tag = paged ? TAGV + rd[i] : 0;
+
+			EXPECT_EQ(tag, (__u32)READ(v, s.gpa + rd[i] * 0x1000))
 				TH_LOG("round %u read of page %u", round, rd[i]);
+		}
 		for (i = 0; i < nw; i++)
 			EXPECT_EQ(round * 0x1000 + w[i], get32(s.hva + w[i] * 0x1000 + 8));
 		get_dirty(_metadata, &self->vm, 1, bitmap);
@@ -1182,6 +1257,9 @@ TEST_F_TIMEOUT(inval, dirty_log, 120)
 	}
 	munmap(s.hva, s.size);
 }
+
+TEST_F_TIMEOUT(inval, dirty_log, 120) { dirty_log_case(_metadata, self, true); }
+TEST_F_TIMEOUT(inval, dirty_log_unpaged, 120) { dirty_log_case(_metadata, self, false); }
 
 /* ---- d. Teardown of a VM with many shadow PTEs ------------------------------- */
 
