@@ -109,4 +109,8 @@ if [ -e build/lab/runs/vmx/tap.log ]; then
 	stamp "shadow MMU cost, guest cycles (from the vmx run; make lab-mmu reruns it alone):"
 	scripts/lab/mmu_cost.sh build/lab/runs/vmx/tap.log | tee -a "$out/lab.log" || true
 fi
+if [ -e build/lab/runs/smp/tap.log ]; then
+	stamp "invalidation benchmarks, kvm_intel ept=0 and rkvm (from the smp run):"
+	scripts/lab/inval_bench.sh build/lab/runs/smp/tap.log | tee -a "$out/lab.log" || true
+fi
 finish
