@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The table of make lab-upstream, from the lab's TAP log.
+
+    upstream-table.py TAP_LOG LIST
+
+scripts/lab/upstream-guest.sh prints one line per test and device:
+    # upstream-result DEVICE TEST RC SECONDS
+RC 0 is a pass, 4 a skip (KSFT_SKIP), "timeout" a test killed at the
+per-test limit, anything else a failure. A test of LIST without a line for a
+device (the boot ended before it) is "not run". Prints an RST simple table,
+test | kvm_intel ept=0 | rkvm, and the totals per device.
+"""
+
+import re
+import sys
+
+DEVICES = [("kvm_intel_ept0", "kvm_intel ept=0"), ("rkvm", "rkvm")]
+RESULT = re.compile(r"^# upstream-result (\S+) (\S+) (\S+) (\d+)")
+
+
+def verdict(rc):
+    if rc == "0":
+        return "pass"
+    if rc == "4":
+        return "skip"
+    return "fail"  # an exit code, or "timeout"
+
+
+def cell(rc, secs):
+    if rc is None:
+        return "not run"
+    v = verdict(rc)
+    if rc == "timeout":
+        return f"fail (timeout, {secs} s)"
+    if v == "fail":
+        return f"fail (rc {rc}, {secs} s)"
+    return f"{v} ({secs} s)"
+
+
+def main():
+    tap, listfile = sys.argv[1], sys.argv[2]
+    tests = [l.split()[0] for l in open(listfile) if l.strip() and not l.startswith("#")]
+    got = {}
+    with open(tap, errors="replace") as f:
+        for line in f:
+            m = RESULT.match(line.rstrip("\r\n"))
+            if m:
+                got[(m.group(1), m.group(2))] = (m.group(3), m.group(4))
+    rows = []
+    totals = {d: {"pass": 0, "skip": 0, "fail": 0, "not run": 0} for d, _ in DEVICES}
+    for t in tests:
+        row = [t]
+        for d, _ in DEVICES:
+            rc, secs = got.get((d, t), (None, None))
+            row.append(cell(rc, secs))
+            totals[d]["not run" if rc is None else verdict(rc)] += 1
+        rows.append(row)
+    header = ["test"] + [label for _, label in DEVICES]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    rule = "  ".join("=" * w for w in widths)
+
+    def fmt(r):
+        return "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+
+    print(rule)
+    print(fmt(header))
+    print(rule)
+    for r in rows:
+        print(fmt(r))
+    print(rule)
+    print()
+    for d, label in DEVICES:
+        t = totals[d]
+        line = f"{label}: {t['pass']} pass, {t['skip']} skip, {t['fail']} fail"
+        if t["not run"]:
+            line += f", {t['not run']} not run"
+        print(line + f" (of {len(tests)})")
+
+
+if __name__ == "__main__":
+    main()
