@@ -9,7 +9,9 @@ scripts/lab/upstream-guest.sh prints one line per test and device:
 RC 0 is a pass, 4 a skip (KSFT_SKIP), "timeout" a test killed at the
 per-test limit, anything else a failure. A test of LIST without a line for a
 device (the boot ended before it) is "not run". Prints an RST simple table,
-test | kvm_intel ept=0 | rkvm, and the totals per device.
+test | kvm_intel ept=0 | rkvm, the totals per device, and for each failure
+and skip on rkvm the last line the test printed (for an assertion failure, its
+message), which usually names the missing ioctl or capability.
 """
 
 import re
@@ -17,6 +19,8 @@ import sys
 
 DEVICES = [("kvm_intel_ept0", "kvm_intel ept=0"), ("rkvm", "rkvm")]
 RESULT = re.compile(r"^# upstream-result (\S+) (\S+) (\S+) (\d+)")
+# Output lines that say nothing about the failure (the lab has no addr2line).
+NOISE = re.compile(r"^# \s*$|addr2line|^# Random seed|^# ok \d|^# 1\.\.\d|^# # Totals")
 
 
 def verdict(rc):
@@ -42,11 +46,18 @@ def main():
     tap, listfile = sys.argv[1], sys.argv[2]
     tests = [l.split()[0] for l in open(listfile) if l.strip() and not l.startswith("#")]
     got = {}
+    last = {}  # (device, test) -> the test's last meaningful output line
+    said = None
     with open(tap, errors="replace") as f:
         for line in f:
-            m = RESULT.match(line.rstrip("\r\n"))
+            line = line.rstrip("\r\n")
+            m = RESULT.match(line)
             if m:
                 got[(m.group(1), m.group(2))] = (m.group(3), m.group(4))
+                last[(m.group(1), m.group(2))] = said
+                said = None
+            elif line.startswith("# ") and not NOISE.search(line):
+                said = line[2:].strip()
     rows = []
     totals = {d: {"pass": 0, "skip": 0, "fail": 0, "not run": 0} for d, _ in DEVICES}
     for t in tests:
@@ -76,6 +87,17 @@ def main():
         if t["not run"]:
             line += f", {t['not run']} not run"
         print(line + f" (of {len(tests)})")
+    for kind, pick in (("failures", lambda rc: rc not in ("0", "4")),
+                       ("skips", lambda rc: rc == "4")):
+        these = [t for t in tests if ("rkvm", t) in got and pick(got[("rkvm", t)][0])]
+        if not these:
+            continue
+        print()
+        print(f"rkvm {kind}, last line of each test's output:")
+        for t in these:
+            rc = got[("rkvm", t)][0]
+            print(f"  {t}: " + ("killed at the time limit" if rc == "timeout"
+                                else last.get(("rkvm", t)) or f"exit {rc}"))
 
 
 if __name__ == "__main__":
