@@ -20,7 +20,7 @@ import sys
 DEVICES = [("kvm_intel_ept0", "kvm_intel ept=0"), ("rkvm", "rkvm")]
 RESULT = re.compile(r"^# upstream-result (\S+) (\S+) (\S+) (\d+)")
 # Output lines that say nothing about the failure (the lab has no addr2line).
-NOISE = re.compile(r"^# \s*$|addr2line|^# Random seed|^# ok \d|^# 1\.\.\d|^# # Totals")
+NOISE = re.compile(r"^# \s*$|addr2line|^# Random seed|^# ok \d|^# 1\.\.\d+$|^# # Totals")
 
 
 def verdict(rc):
