@@ -10,8 +10,8 @@ RC 0 is a pass, 4 a skip (KSFT_SKIP), "timeout" a test killed at the
 per-test limit, anything else a failure. A test of LIST without a line for a
 device (the boot ended before it) is "not run". Prints an RST simple table,
 test | kvm_intel ept=0 | rkvm, the totals per device, and for each failure
-and skip on rkvm the last line the test printed (for an assertion failure, its
-message), which usually names the missing ioctl or capability.
+and skip on rkvm the message of its (last) assertion failure, else the last line
+it printed, which usually names the missing ioctl or capability.
 """
 
 import re
@@ -46,18 +46,26 @@ def main():
     tap, listfile = sys.argv[1], sys.argv[2]
     tests = [l.split()[0] for l in open(listfile) if l.strip() and not l.startswith("#")]
     got = {}
-    last = {}  # (device, test) -> the test's last meaningful output line
-    said = None
+    # (device, test) -> the message of the test's last assertion failure
+    # (the line after "pid=N tid=N errno=..."), else its last output line.
+    last = {}
+    said = asserted = None
+    after_pid = False
     with open(tap, errors="replace") as f:
         for line in f:
             line = line.rstrip("\r\n")
             m = RESULT.match(line)
             if m:
                 got[(m.group(1), m.group(2))] = (m.group(3), m.group(4))
-                last[(m.group(1), m.group(2))] = said
-                said = None
+                last[(m.group(1), m.group(2))] = asserted or said
+                said = asserted = None
+                after_pid = False
             elif line.startswith("# ") and not NOISE.search(line):
                 said = line[2:].strip()
+                if after_pid:
+                    asserted, after_pid = said, False
+                elif re.match(r"pid=\d+ tid=\d+", said):
+                    after_pid = True
     rows = []
     totals = {d: {"pass": 0, "skip": 0, "fail": 0, "not run": 0} for d, _ in DEVICES}
     for t in tests:
@@ -93,7 +101,7 @@ def main():
         if not these:
             continue
         print()
-        print(f"rkvm {kind}, last line of each test's output:")
+        print(f"rkvm {kind}: assertion message, else last output line:")
         for t in these:
             rc = got[("rkvm", t)][0]
             print(f"  {t}: " + ("killed at the time limit" if rc == "timeout"
