@@ -35,7 +35,7 @@ RUSTFMT := /usr/bin/rustfmt --config-path $(TOP)/rustfmt.toml
 RUST_SOURCES := $(TOP)/rust/rkvm.rs $(TOP)/rust/host/src/lib.rs
 
 .PHONY: all modules setup kernel host-test fmt fmtcheck headers selftests lab \
-	check demo lab-mmu clean
+	check demo lab-mmu lab-upstream clean
 
 all: modules
 
@@ -86,6 +86,12 @@ demo:
 # The shadow MMU's tests and cost benchmark, kvm_intel ept=0 beside rkvm.
 lab-mmu:
 	$(TOP)/scripts/lab/demo.sh mmu
+
+# The upstream KVM selftests (7.3 tree) on kvm_intel ept=0 and on rkvm: one
+# long lab boot, then the per-test table (Documentation/rkvm/upstream-selftests.rst).
+# Not part of make check.
+lab-upstream: lab
+	$(TOP)/scripts/lab/upstream.sh
 
 clean:
 	rm -rf $(OUT) $(TOP)/rust/host/target
