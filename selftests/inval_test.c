@@ -426,27 +426,6 @@ static void flag_put(struct vm *vm, __u64 gpa, __u64 val)
 	__atomic_store_n(gq(vm, gpa), val, __ATOMIC_RELEASE);
 }
 
-/* KVM_GET_SUPPORTED_CPUID, grown until it fits. Caller frees. */
-static struct kvm_cpuid2 *supported_cpuid(int dev)
-{
-	struct kvm_cpuid2 *c = NULL;
-	int n;
-
-	for (n = 64; n <= 1024; n *= 2) {
-		free(c);
-		c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
-		if (!c)
-			return NULL;
-		c->nent = n;
-		if (ioctl(dev, KVM_GET_SUPPORTED_CPUID, c) == 0)
-			return c;
-		if (errno != E2BIG)
-			break;
-	}
-	free(c);
-	return NULL;
-}
-
 static __u64 pt_alloc(struct __test_metadata *_metadata, struct vm *vm)
 {
 	__u64 gpa = vm->pool;
@@ -501,7 +480,7 @@ static void vm_create(struct __test_metadata *_metadata, struct vm *vm)
 	ASSERT_LE(0, vm->dev) TH_LOG("open %s: %s", rkvm_dev_path(), strerror(errno));
 	vm->fd = ioctl(vm->dev, KVM_CREATE_VM, 0);
 	ASSERT_LE(0, vm->fd) TH_LOG("KVM_CREATE_VM: %s", strerror(errno));
-	vm->cpuid = supported_cpuid(vm->dev);
+	vm->cpuid = rkvm_supported_cpuid(vm->dev);
 	ASSERT_NE(NULL, vm->cpuid) TH_LOG("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 	vm->mem = mmap(NULL, BASE_SIZE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

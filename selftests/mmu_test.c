@@ -1159,27 +1159,6 @@ static void expect_halt(struct __test_metadata *_metadata, struct vcpu *vcpu)
 				      r == STEP_OUT ? "an extra OUT" : why, port, val);
 }
 
-/* KVM_GET_SUPPORTED_CPUID, grown until it fits. Caller frees. */
-static struct kvm_cpuid2 *supported_cpuid(int dev)
-{
-	struct kvm_cpuid2 *c = NULL;
-	int n;
-
-	for (n = 64; n <= 1024; n *= 2) {
-		free(c);
-		c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
-		if (!c)
-			return NULL;
-		c->nent = n;
-		if (ioctl(dev, KVM_GET_SUPPORTED_CPUID, c) == 0)
-			return c;
-		if (errno != E2BIG)
-			break;
-	}
-	free(c);
-	return NULL;
-}
-
 static const struct kvm_cpuid_entry2 *cpuid_entry(const struct kvm_cpuid2 *c, __u32 fn)
 {
 	for (__u32 i = 0; i < c->nent; i++)
@@ -1441,7 +1420,7 @@ FIXTURE_SETUP(mmu)
 
 	vm_create(_metadata, &self->vm, MEM_SIZE);
 	vcpu_create(_metadata, &self->vm, 0, &self->vcpu);
-	self->cpuid = supported_cpuid(self->vm.dev);
+	self->cpuid = rkvm_supported_cpuid(self->vm.dev);
 	ASSERT_NE(NULL, self->cpuid) TH_LOG("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 	ext = cpuid_entry(self->cpuid, 0x80000001);
 	lm = ext && (ext->edx & (1u << 29));

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+#include <linux/kvm.h>
 
 #include "rkvm_util.h"
 
@@ -112,4 +114,24 @@ bool kmsg_find(int fd, const char *needle, char *seen, size_t len)
 		}
 	}
 	return found;
+}
+
+struct kvm_cpuid2 *rkvm_supported_cpuid(int dev)
+{
+	struct kvm_cpuid2 *c = NULL;
+	int n;
+
+	for (n = 64; n <= 1024; n *= 2) {
+		free(c);
+		c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+		if (!c)
+			return NULL;
+		c->nent = n;
+		if (ioctl(dev, KVM_GET_SUPPORTED_CPUID, c) == 0)
+			return c;
+		if (errno != E2BIG)
+			break;
+	}
+	free(c);
+	return NULL;
 }

@@ -34,4 +34,9 @@ bool cpu_has_vmx(void);
 int kmsg_open(void);
 bool kmsg_find(int fd, const char *needle, char *seen, size_t len);
 
+/* KVM_GET_SUPPORTED_CPUID on the device fd dev, grown until it fits (E2BIG
+ * protocol); NULL on failure. The caller frees it. */
+struct kvm_cpuid2;
+struct kvm_cpuid2 *rkvm_supported_cpuid(int dev);
+
 #endif
