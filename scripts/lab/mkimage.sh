@@ -14,6 +14,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/../versions.env"
 . "$here/../lib.sh"
+. "$here/iso.sh"
 kdir=$1
 out=$2
 lab=$out/lab
@@ -34,19 +35,6 @@ done
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$lab/initrd.gz"
 
 for mode in vmx smp novmx demo mmu; do
-	iso=$lab/iso-$mode
-	rm -rf "$iso"
-	mkdir -p "$iso"
-	cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$iso/"
-	cp "$kdir/arch/x86/boot/bzImage" "$lab/initrd.gz" "$iso/"
-	cat >"$iso/isolinux.cfg" <<EOC
-DEFAULT lab
-LABEL lab
-  KERNEL /bzImage
-  APPEND console=ttyS0 initrd=/initrd.gz acpi=off rkvm_lab=$mode
-EOC
-	xorriso -as mkisofs -quiet -o "$lab/$mode.iso" -b isolinux.bin -c boot.cat \
-		-no-emul-boot -boot-load-size 4 -boot-info-table "$iso" 2>/dev/null
-	rm -rf "$iso"
+	lab_iso "$kdir" "$lab/initrd.gz" "$mode" "$lab/$mode.iso"
 done
 log "lab media in $lab: $(du -h "$lab/initrd.gz" | cut -f1) initramfs, ISOs for vmx smp novmx demo mmu"

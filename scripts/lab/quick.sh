@@ -11,6 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/scripts/versions.env"
+. "$here/iso.sh"
 script=$(realpath "$1")
 name=${2:-quick}
 kdir=$("$top/scripts/kernel.sh")
@@ -21,18 +22,7 @@ cp -a "$lab/root" "$work/root"
 install -m 755 "$here/init" "$work/root/init"
 install -m 644 "$script" "$work/root/quick.sh"
 (cd "$work/root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
-mkdir -p "$work/iso"
-cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$work/iso/"
-cp "$kdir/arch/x86/boot/bzImage" "$work/initrd.gz" "$work/iso/"
-cat >"$work/iso/isolinux.cfg" <<EOC
-DEFAULT lab
-LABEL lab
-  KERNEL /bzImage
-  APPEND console=ttyS0 initrd=/initrd.gz acpi=off rkvm_lab=quick
-EOC
-mkdir -p "$lab/quick"
-xorriso -as mkisofs -quiet -o "$lab/quick/$name.iso" -b isolinux.bin -c boot.cat \
-	-no-emul-boot -boot-load-size 4 -boot-info-table "$work/iso" 2>/dev/null
+lab_iso "$kdir" "$work/initrd.gz" quick "$lab/quick/$name.iso"
 python3 "$here/run.py" --outdir "$lab/runs" \
 	--run "$name:$lab/quick/$name.iso:$BOCHS_CPU_VMX:${CPUS:-1}" --mem "$LAB_MEM_MB" \
 	--timeout "${TIMEOUT:-2700}"

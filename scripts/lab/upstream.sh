@@ -17,6 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/../.." && pwd)
 . "$top/scripts/versions.env"
+. "$here/iso.sh"
 name=${NAME:-upstream}
 per_test=${UPSTREAM_TIMEOUT:-120}
 round=${UPSTREAM_ROUND:-8}
@@ -50,19 +51,7 @@ install -m 755 "$here/init" "$work/root/init"
 install -m 644 "$here/upstream-guest.sh" "$work/root/quick.sh"
 (cd "$work/root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
-# The ISO, as scripts/lab/quick.sh builds it.
-mkdir -p "$work/iso"
-cp /usr/lib/ISOLINUX/isolinux.bin /usr/lib/syslinux/modules/bios/ldlinux.c32 "$work/iso/"
-cp "$kdir/arch/x86/boot/bzImage" "$work/initrd.gz" "$work/iso/"
-cat >"$work/iso/isolinux.cfg" <<EOC
-DEFAULT lab
-LABEL lab
-  KERNEL /bzImage
-  APPEND console=ttyS0 initrd=/initrd.gz acpi=off rkvm_lab=quick
-EOC
-mkdir -p "$lab/quick"
-xorriso -as mkisofs -quiet -o "$lab/quick/$name.iso" -b isolinux.bin -c boot.cat \
-	-no-emul-boot -boot-load-size 4 -boot-info-table "$work/iso" 2>/dev/null
+lab_iso "$kdir" "$work/initrd.gz" quick "$lab/quick/$name.iso"
 
 # Bound the boot: every test of both devices at its limit, plus the boot.
 boot_timeout=$((2 * ntests * (per_test + 15) + 900))
