@@ -673,7 +673,9 @@ impl fd::FdObject for Vm {
             // KVM ignores the argument.
             abi::KVM_GET_STATS_FD => crate::stats::vm_stats_fd(Arc::from(this)),
             abi::KVM_IOEVENTFD => this.ioeventfds.lock().ioctl(arg),
-            _ => Err(EINVAL),
+            // KVM's `kvm_arch_vm_ioctl()` answers what it does not know
+            // with ENOTTY (the system fd's unknown ioctls get EINVAL).
+            _ => Err(ENOTTY),
         }
     }
 }

@@ -55,6 +55,14 @@ static int set_region(int vm, __u32 slot, __u32 flags, __u64 gpa, __u64 size, vo
 	return ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) ? -errno : 0;
 }
 
+/* An ioctl number the VM fd does not know: ENOTTY, as KVM. */
+TEST_F(vm, unknown_vm_ioctl_is_enotty)
+{
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, _IO(KVMIO, 0xfe), 0));
+	EXPECT_EQ(ENOTTY, errno);
+}
+
 TEST_F(vm, create_vm_rejects_unknown_type)
 {
 	errno = 0;
