@@ -130,6 +130,13 @@ pub(crate) struct Vm {
     /// `KVM_IOEVENTFD` registrations (a leaf lock).
     #[pin]
     pub(crate) ioeventfds: Mutex<crate::ioeventfd::IoEventFds>,
+    /// The kvmclock is the host's CLOCK_MONOTONIC_RAW plus this many ns
+    /// (wrapping; KVM's `kvmclock_offset`). It starts at 0 when the VM is
+    /// created; `KVM_SET_CLOCK` moves it.
+    clock_offset: AtomicU64,
+    /// Moves on every `KVM_SET_CLOCK`: each vCPU then rewrites its
+    /// `pvclock_vcpu_time_info` before it next enters the guest.
+    clock_epoch: AtomicU64,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -143,6 +150,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
         ARef::from(&**mm)
     };
     let caps = crate::vmx::probe::local_caps()?;
+    let (raw_ns, _, _) = crate::shim::clock_read();
     let shadow = Shadow::new()?;
     let eptp = shadow.eptp();
     let memslots = Memslots::new()?;
@@ -162,6 +170,8 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             running: [const { AtomicI32::new(-1) }; abi::MAX_VCPUS as usize],
             stats_id: crate::stats::current_id(None),
             ioeventfds <- new_mutex!(crate::ioeventfd::IoEventFds::default()),
+            clock_offset: AtomicU64::new(raw_ns.wrapping_neg()),
+            clock_epoch: AtomicU64::new(0),
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -619,6 +629,57 @@ impl Vm {
     }
 }
 
+/// The kvmclock (`KVM_GET_CLOCK`, `KVM_SET_CLOCK` and the guest's pvclock
+/// pages). Model: `get_kvmclock()`/`kvm_vm_ioctl_set_clock()` in
+/// `arch/x86/kvm/x86.c` without the master clock.
+impl Vm {
+    /// One reading: (kvmclock ns, host wall clock ns, host TSC).
+    pub(crate) fn clock_now(&self) -> (u64, u64, u64) {
+        let (raw, real, tsc) = crate::shim::clock_read();
+        let clock = raw.wrapping_add(self.clock_offset.load(Ordering::Relaxed));
+        (clock, real, tsc)
+    }
+
+    /// The value of `clock_epoch` (see there).
+    pub(crate) fn clock_epoch(&self) -> u64 {
+        self.clock_epoch.load(Ordering::Acquire)
+    }
+
+    /// `KVM_GET_CLOCK`: the clock with the wall clock and TSC read with it
+    /// (KVM gives those two only with its master clock; rkvm always can).
+    fn get_clock(&self) -> abi::KvmClockData {
+        let (clock, realtime, host_tsc) = self.clock_now();
+        abi::KvmClockData {
+            clock,
+            flags: abi::clock_flags::REALTIME | abi::clock_flags::HOST_TSC,
+            realtime,
+            host_tsc,
+            ..Default::default()
+        }
+    }
+
+    /// `KVM_SET_CLOCK`: the clock reads `data.clock` now, or, with
+    /// KVM_CLOCK_REALTIME, `data.clock` plus the wall-clock time elapsed
+    /// since `data.realtime` (never stepping back). TSC_STABLE and
+    /// HOST_TSC are accepted and ignored, so that what `KVM_GET_CLOCK`
+    /// returned can be handed back.
+    fn set_clock(&self, data: &abi::KvmClockData) -> Result {
+        use abi::clock_flags::*;
+        if data.flags & !(TSC_STABLE | REALTIME | HOST_TSC) != 0 {
+            return Err(EINVAL);
+        }
+        let (raw, real, _) = crate::shim::clock_read();
+        let mut clock = data.clock;
+        if data.flags & REALTIME != 0 && real > data.realtime {
+            clock = clock.wrapping_add(real - data.realtime);
+        }
+        self.clock_offset
+            .store(clock.wrapping_sub(raw), Ordering::Relaxed);
+        self.clock_epoch.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+}
+
 impl fd::FdObject for Vm {
     fn ioctl(this: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
         this.check_caller()?;
@@ -673,6 +734,32 @@ impl fd::FdObject for Vm {
             // KVM ignores the argument.
             abi::KVM_GET_STATS_FD => crate::stats::vm_stats_fd(Arc::from(this)),
             abi::KVM_IOEVENTFD => this.ioeventfds.lock().ioctl(arg),
+            abi::KVM_GET_CLOCK => {
+                let data = this.get_clock();
+                user(size_of::<abi::KvmClockData>()).writer().write(&data)?;
+                Ok(0)
+            }
+            abi::KVM_SET_CLOCK => {
+                let data = user(size_of::<abi::KvmClockData>())
+                    .reader()
+                    .read::<abi::KvmClockData>()?;
+                this.set_clock(&data)?;
+                Ok(0)
+            }
+            // Both need an in-kernel irqchip, which rkvm does not have:
+            // KVM, without one, reads the argument and answers EINVAL.
+            abi::KVM_SIGNAL_MSI => {
+                user(size_of::<abi::KvmMsi>())
+                    .reader()
+                    .read::<abi::KvmMsi>()?;
+                Err(EINVAL)
+            }
+            abi::KVM_SET_GSI_ROUTING => {
+                user(size_of::<abi::KvmIrqRouting>())
+                    .reader()
+                    .read::<abi::KvmIrqRouting>()?;
+                Err(EINVAL)
+            }
             // KVM's `kvm_arch_vm_ioctl()` answers what it does not know
             // with ENOTTY (the system fd's unknown ioctls get EINVAL).
             _ => Err(ENOTTY),
