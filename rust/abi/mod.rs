@@ -123,6 +123,8 @@ pub(crate) const KVM_SET_GSI_ROUTING: u32 = _IOW::<KvmIrqRouting>(KVMIO, 0x6a);
 /// `KVM_SET_CLOCK` / `KVM_GET_CLOCK` (VM fd): the kvmclock base.
 pub(crate) const KVM_SET_CLOCK: u32 = _IOW::<KvmClockData>(KVMIO, 0x7b);
 pub(crate) const KVM_GET_CLOCK: u32 = _IOR::<KvmClockData>(KVMIO, 0x7c);
+/// `KVM_ENABLE_CAP` (VM fd).
+pub(crate) const KVM_ENABLE_CAP: u32 = _IOW::<KvmEnableCap>(KVMIO, 0xa3);
 /// `KVM_SET_GUEST_DEBUG` (vCPU fd).
 pub(crate) const KVM_SET_GUEST_DEBUG: u32 = _IOW::<KvmGuestDebug>(KVMIO, 0x9b);
 
@@ -159,6 +161,24 @@ mod cap {
     pub(super) const SIGNAL_MSI: usize = 77;
     pub(super) const ADJUST_CLOCK: usize = 39;
     pub(super) const X86_ROBUST_SINGLESTEP: usize = 51;
+    pub(super) const DISABLE_QUIRKS: usize = 116;
+    pub(super) const DISABLE_QUIRKS2: usize = 213;
+}
+
+/// `KVM_CAP_DISABLE_QUIRKS` and `KVM_CAP_DISABLE_QUIRKS2`, as
+/// `KVM_ENABLE_CAP` sees them.
+pub(crate) mod cap_disable_quirks {
+    pub(crate) const V1: u32 = 116;
+    pub(crate) const V2: u32 = 213;
+}
+
+/// `KVM_X86_QUIRK_*` rkvm has: the default behaviours user space may turn
+/// off with `KVM_CAP_DISABLE_QUIRKS2`.
+pub(crate) mod quirks {
+    /// Deleting or moving a memslot zaps every shadow page (not only the
+    /// slot's).
+    pub(crate) const SLOT_ZAP_ALL: u64 = 1 << 7;
+    pub(crate) const SUPPORTED: u64 = SLOT_ZAP_ALL;
 }
 
 /// `KVM_CLOCK_*` flags of `struct kvm_clock_data`.
@@ -221,6 +241,8 @@ pub(crate) fn check_extension(c: usize) -> isize {
         // completes itself (see `vcpu::run`).
         | cap::X86_ROBUST_SINGLESTEP => 1,
         // The flags `KVM_GET_CLOCK` can return and `KVM_SET_CLOCK` takes.
+        cap::DISABLE_QUIRKS => 1,
+        cap::DISABLE_QUIRKS2 => quirks::SUPPORTED as isize,
         cap::ADJUST_CLOCK => (clock_flags::REALTIME | clock_flags::HOST_TSC) as isize,
 
         // KVM reports it only when the host has XSAVE (without it,
@@ -273,6 +295,7 @@ abi_struct!(
     KvmGuestDebug = 72,
     KvmMsi = 32,
     KvmIrqRouting = 8,
+    KvmEnableCap = 104,
 );
 
 /// The user address of the entries that follow a `struct kvm_cpuid2` (or

@@ -315,6 +315,16 @@ pub(crate) struct KvmMsi {
     pub(crate) pad: [u8; 12],
 }
 
+/// `struct kvm_enable_cap`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmEnableCap {
+    pub(crate) cap: u32,
+    pub(crate) flags: u32,
+    pub(crate) args: [u64; 4],
+    pub(crate) pad: [u8; 64],
+}
+
 /// `struct kvm_irq_routing` (the header before the entries).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

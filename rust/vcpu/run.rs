@@ -1809,11 +1809,15 @@ impl Vm {
 
     /// Copies `buf` to guest-physical `gpa` (one slot).
     pub(crate) fn write_guest(&self, gpa: u64, buf: &[u8]) -> Result {
-        let hva = self.gpa_to_hva(gpa, buf.len() as u64).ok_or(EFAULT)?;
+        let (slot, hva) = self.gpa_slot(gpa, buf.len() as u64).ok_or(EFAULT)?;
         UserSlice::new(UserPtr::from_addr(hva as usize), buf.len())
             .writer()
             .write_slice(buf)?;
-        self.mark_dirty(gpa, buf.len() as u64)
+        // One slot holds it all: only a logging slot needs the dirty log.
+        if slot.logs_dirty() {
+            self.mark_dirty(gpa, buf.len() as u64)?;
+        }
+        Ok(())
     }
 
     /// Reads up to `buf.len()` instruction bytes at guest address `la`,

@@ -32,6 +32,7 @@ fn size(s: &str) -> Option<usize> {
         "kvm_guest_debug" => size_of::<KvmGuestDebug>(),
         "kvm_msi" => size_of::<KvmMsi>(),
         "kvm_irq_routing" => size_of::<KvmIrqRouting>(),
+        "kvm_enable_cap" => size_of::<KvmEnableCap>(),
         "kvm_msrs" => size_of::<KvmMsrs>(),
         "kvm_msr_entry" => size_of::<KvmMsrEntry>(),
         "kvm_msr_list" => size_of::<u32>(),
@@ -90,6 +91,7 @@ fn offset(s: &str, f: &str) -> Option<usize> {
         "kvm_guest_debug" => fields!(KvmGuestDebug: "arch.debugreg" => debugreg),
         "kvm_msi" => fields!(KvmMsi: "devid" => devid),
         "kvm_irq_routing" => fields!(KvmIrqRouting: "flags" => flags),
+        "kvm_enable_cap" => fields!(KvmEnableCap: "flags" => flags, "args" => args, "pad" => pad),
         "kvm_xcrs" => fields!(KvmXcrs: "flags" => flags, "xcrs" => xcrs, "padding" => padding),
         "kvm_x86_mce" => fields!(KvmX86Mce: "mcg_status" => mcg_status, "bank" => bank),
         "kvm_ioeventfd" => fields!(KvmIoeventfd:
