@@ -829,16 +829,14 @@ impl fd::FdObject for Vm {
             }
             // Both need an in-kernel irqchip, which rkvm does not have:
             // KVM, without one, reads the argument and answers EINVAL.
-            abi::KVM_SIGNAL_MSI => {
-                user(size_of::<abi::KvmMsi>())
-                    .reader()
-                    .read::<abi::KvmMsi>()?;
-                Err(EINVAL)
-            }
-            abi::KVM_SET_GSI_ROUTING => {
-                user(size_of::<abi::KvmIrqRouting>())
-                    .reader()
-                    .read::<abi::KvmIrqRouting>()?;
+            abi::KVM_SIGNAL_MSI | abi::KVM_SET_GSI_ROUTING => {
+                let size = if cmd == abi::KVM_SIGNAL_MSI {
+                    size_of::<abi::KvmMsi>()
+                } else {
+                    size_of::<abi::KvmIrqRouting>()
+                };
+                let mut arg_copy = [0u8; size_of::<abi::KvmMsi>()];
+                user(size).reader().read_slice(&mut arg_copy[..size])?;
                 Err(EINVAL)
             }
             // KVM's `kvm_arch_vm_ioctl()` answers what it does not know

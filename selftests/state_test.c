@@ -255,6 +255,26 @@ asm(GUEST_BEGIN
 	GUEST_END);
 extern const char kc16_start[], kc16_end[];
 
+/* Real mode: writes IA32_MTRR_DEF_TYPE and reports it and IA32_MTRRCAP. */
+asm(GUEST_BEGIN
+	".code16\n"
+	".global mtrr16_start, mtrr16_end\n"
+	"mtrr16_start:\n"
+	"	mov $0x2ff, %ecx\n"
+	"	mov $0xc06, %eax\n"
+	"	xor %edx, %edx\n"
+	"	wrmsr\n"
+	"	xor %eax, %eax\n"
+	"	rdmsr\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov $0xfe, %ecx\n"
+	"	rdmsr\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	hlt\n"
+	"mtrr16_end:\n"
+	GUEST_END);
+extern const char mtrr16_start[], mtrr16_end[];
+
 /* ---- Helpers ----------------------------------------------------------- */
 
 FIXTURE(state) {
@@ -1174,6 +1194,41 @@ TEST_F(state, single_step_stops_after_every_instruction)
 		EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
 	}
 	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, (void *)8));
+}
+
+/* ---- MTRRs --------------------------------------------------------------- */
+
+/* What QEMU writes at every reset (28 MTRRs, 0), KVM's MTRRCAP, validity. */
+TEST_F(state, mtrr_msrs_as_qemu_uses_them)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[28];
+	} m = { .hdr.nmsrs = 28 };
+	unsigned int i, n = 0;
+
+	m.e[n++].index = 0x2ff;
+	m.e[n++].index = 0x250;
+	m.e[n++].index = 0x258;
+	m.e[n++].index = 0x259;
+	for (i = 0x268; i <= 0x26f; i++)
+		m.e[n++].index = i;
+	for (i = 0x200; i < 0x210; i++)
+		m.e[n++].index = i;
+	ASSERT_EQ(28U, n);
+	EXPECT_EQ(28, ioctl(self->vcpu, KVM_SET_MSRS, &m));
+	EXPECT_EQ(0x508ULL, get_msr(_metadata, self->vcpu, 0xfe));
+	EXPECT_EQ(0, set_msr(self->vcpu, 0x2ff, 0x2)) TH_LOG("type 2 is reserved");
+	EXPECT_EQ(0, set_msr(self->vcpu, 0x210, 0)) TH_LOG("not an MTRR");
+	EXPECT_EQ(1, set_msr(self->vcpu, 0x200, 0x80000006));
+	EXPECT_EQ(0x80000006ULL, get_msr(_metadata, self->vcpu, 0x200));
+	/* The guest's own RDMSR/WRMSR. */
+	load(_metadata, self->mem, mtrr16_start, mtrr16_end);
+	enter(_metadata, self->vcpu, false, 0);
+	EXPECT_EQ(0xc06U, RUN_OUT(4));
+	EXPECT_EQ(0x508U, RUN_OUT(4));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	EXPECT_EQ(0xc06ULL, get_msr(_metadata, self->vcpu, 0x2ff));
 }
 
 /* ---- Without an in-kernel irqchip --------------------------------------- */

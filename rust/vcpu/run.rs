@@ -73,7 +73,7 @@ use crate::{
             Insn,
             Mode, //
         },
-        kvmclock, msr, pio,
+        kvmclock, msr, mtrr, pio,
         sregs::{
             cr0,
             efer, //
@@ -1062,7 +1062,13 @@ fn get_msr(st: &State, index: u32, host: bool) -> Option<u64> {
         msr::index::SYSENTER_ESP => st.sysenter[1],
         msr::index::SYSENTER_EIP => st.sysenter[2],
         msr::index::TSC => rdtsc().wrapping_add(st.msrs.tsc_offset),
-        _ => return st.msrs.get(index).or_else(|| st.msrs.mce.get(index, host)),
+        _ => {
+            return st
+                .msrs
+                .get(index)
+                .or_else(|| st.msrs.mce.get(index, host))
+                .or_else(|| st.msrs.mtrr.get(index))
+        }
     })
 }
 
@@ -1070,6 +1076,9 @@ fn get_msr(st: &State, index: u32, host: bool) -> Option<u64> {
 /// be set, the APIC base is checked as `KVM_SET_SREGS` checks it).
 pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
     if let Some(ok) = st.msrs.mce.set(index, v, true) {
+        return ok;
+    }
+    if let Some(ok) = set_mtrr(st, index, v) {
         return ok;
     }
     if msr::write_valid(index, v) != Some(true) {
@@ -1095,6 +1104,16 @@ pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
         }
     }
     true
+}
+
+/// A write of an MTRR (host or guest alike, as on KVM); `None` if `index`
+/// is not one.
+fn set_mtrr(st: &mut State, index: u32, v: u64) -> Option<bool> {
+    if !mtrr::is_mtrr(index) {
+        return None;
+    }
+    let maxphyaddr = cpuid::guest_cpu(&st.cpuid).maxphyaddr;
+    st.msrs.mtrr.set(index, v, maxphyaddr)
 }
 
 /// After a write of MSR `index`: what the kvmclock owes the guest.
@@ -1126,6 +1145,9 @@ fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
 /// read-only for the guest (no local APIC is emulated).
 fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
     if let Some(ok) = st.msrs.mce.set(index, v, false) {
+        return ok;
+    }
+    if let Some(ok) = set_mtrr(st, index, v) {
         return ok;
     }
     if msr::write_valid(index, v) != Some(true) {

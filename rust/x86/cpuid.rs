@@ -199,11 +199,12 @@ pub(crate) fn lookup(entries: &[Entry], function: u32, index: u32) -> [u32; 4] {
 /// Leaf 1 EDX bits rkvm can give a guest (when the host has them): FPU,
 /// DE (MOV DR is emulated with CR4.DE's rules), PSE, TSC, MSR, PAE, MCE
 /// and MCA (the machine-check MSRs and `KVM_X86_SETUP_MCE`), CX8, SEP,
-/// PGE, CMOV, PAT, PSE-36, CLFLUSH, MMX, FXSR, SSE, SSE2. Not: VME, APIC
-/// (no in-kernel local APIC), MTRR, HTT and the rest.
+/// MTRR (`super::mtrr`), PGE, CMOV, PAT, PSE-36, CLFLUSH, MMX, FXSR, SSE,
+/// SSE2. Not: VME, APIC (no in-kernel local APIC), HTT and the rest.
 const LEAF1_EDX: u32 = 1
     | 1 << 2
     | 1 << 7
+    | 1 << 12
     | 1 << 14
     | 1 << 3
     | 1 << 4

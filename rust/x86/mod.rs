@@ -8,6 +8,7 @@ pub(crate) mod decode;
 pub(crate) mod kvmclock;
 pub(crate) mod mce;
 pub(crate) mod msr;
+pub(crate) mod mtrr;
 pub(crate) mod pio;
 pub(crate) mod segment;
 pub(crate) mod sregs;

@@ -113,6 +113,8 @@ pub(crate) struct Msrs {
     pub(crate) kvm_wall_clock: u64,
     /// The machine-check MSRs.
     pub(crate) mce: super::mce::Mce,
+    /// The MTRRs.
+    pub(crate) mtrr: super::mtrr::Mtrrs,
 }
 
 impl Default for Msrs {
@@ -129,6 +131,7 @@ impl Default for Msrs {
             kvm_system_time: 0,
             kvm_wall_clock: 0,
             mce: super::mce::Mce::default(),
+            mtrr: super::mtrr::Mtrrs::default(),
         }
     }
 }

@@ -33,6 +33,8 @@ pub mod kvmclock;
 pub mod mce;
 #[path = "../../x86/msr.rs"]
 pub mod msr;
+#[path = "../../x86/mtrr.rs"]
+pub mod mtrr;
 #[path = "../../x86/pio.rs"]
 pub mod pio;
 #[path = "../../mmu/pte_list.rs"]
@@ -62,6 +64,8 @@ mod exit_tests;
 mod kvmclock_tests;
 #[cfg(test)]
 mod msr_tests;
+#[cfg(test)]
+mod mtrr_tests;
 #[cfg(test)]
 mod pio_tests;
 #[cfg(test)]
