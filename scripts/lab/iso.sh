@@ -4,7 +4,7 @@
 # lab_iso KDIR INITRD MODE ISO [EXTRA]: an isolinux ISO booting KDIR's bzImage
 # with INITRD and the lab command line for init mode MODE (rkvm_lab=MODE).
 # EXTRA, a second initramfs piece (the qemu boot's QEMU, mkimage.sh), is
-# loaded after INITRD as /qemu.gz: the kernel unpacks both into one rootfs.
+# loaded after INITRD as /qemu.cpio: the kernel unpacks both into one rootfs.
 lab_iso() {
 	local kdir=$1 initrd=$2 mode=$3 iso=$4 extra=${5:-} d initrds=/initrd.gz
 	d=$(mktemp -d)
@@ -12,8 +12,8 @@ lab_iso() {
 	cp "$kdir/arch/x86/boot/bzImage" "$d/"
 	cp "$initrd" "$d/initrd.gz"
 	if [ -n "$extra" ]; then
-		cp "$extra" "$d/qemu.gz"
-		initrds=/initrd.gz,/qemu.gz
+		cp "$extra" "$d/qemu.cpio"
+		initrds=/initrd.gz,/qemu.cpio
 	fi
 	cat >"$d/isolinux.cfg" <<EOC
 DEFAULT lab
