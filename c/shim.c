@@ -10,6 +10,7 @@
 #include <linux/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/smp.h>
+#include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <asm/fpu/api.h>
 #include <asm/gsseg.h>
@@ -33,6 +34,18 @@ unsigned int rkvm_num_online_cpus(void)
 unsigned int rkvm_tsc_khz(void)
 {
 	return tsc_khz;
+}
+
+void rkvm_clock_read(u64 *raw_ns, u64 *real_ns, u64 *tsc)
+{
+	unsigned long flags;
+
+	/* The three readings as close together as the host allows. */
+	local_irq_save(flags);
+	*tsc = rdtsc();
+	*raw_ns = ktime_get_raw_ns();
+	*real_ns = ktime_get_real_ns();
+	local_irq_restore(flags);
 }
 
 u64 rkvm_virt_to_phys(const void *addr)

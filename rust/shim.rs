@@ -10,6 +10,7 @@ mod ffi {
         pub(super) fn rkvm_user_range_ok(addr: usize, size: usize) -> bool;
         pub(super) fn rkvm_num_online_cpus() -> u32;
         pub(super) fn rkvm_tsc_khz() -> u32;
+        pub(super) fn rkvm_clock_read(raw_ns: *mut u64, real_ns: *mut u64, tsc: *mut u64);
         pub(super) fn rkvm_virt_to_phys(addr: *const core::ffi::c_void) -> u64;
         pub(super) fn rkvm_phys_to_virt(pa: u64) -> *mut core::ffi::c_void;
         pub(super) fn rkvm_pin_user_page(hva: usize, write: bool, pfn: *mut u64) -> i32;
@@ -52,6 +53,15 @@ pub(crate) fn num_online_cpus() -> u32 {
 pub(crate) fn tsc_khz() -> u32 {
     // SAFETY: reads a global set during boot.
     unsafe { ffi::rkvm_tsc_khz() }
+}
+
+/// One reading of the host clocks: (CLOCK_MONOTONIC_RAW ns,
+/// CLOCK_REALTIME ns, TSC), taken together.
+pub(crate) fn clock_read() -> (u64, u64, u64) {
+    let (mut raw, mut real, mut tsc) = (0, 0, 0);
+    // SAFETY: the helper writes the three locals and nothing else.
+    unsafe { ffi::rkvm_clock_read(&mut raw, &mut real, &mut tsc) };
+    (raw, real, tsc)
 }
 
 /// The physical address of a direct-map (kmalloc) address.

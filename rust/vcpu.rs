@@ -124,6 +124,31 @@ struct State {
     /// The last guest page-table write that could not be emulated (RIP,
     /// gfn): the table was unprotected and the write retried once.
     last_unprotect: Option<(u64, u64)>,
+    /// `KVM_GUESTDBG_SINGLESTEP` is on: the guest runs with RFLAGS.TF set
+    /// and #DB intercepted, and every instruction ends in
+    /// `KVM_EXIT_DEBUG`.
+    single_step: bool,
+    /// rkvm completed a guest instruction itself (emulated or skipped it)
+    /// since the last check; with `single_step`, that ends a step too.
+    stepped: bool,
+    /// The kvmclock pages this vCPU owes the guest.
+    clock: ClockState,
+}
+
+/// What is left to write of the guest's kvmclock structures.
+#[derive(Default)]
+struct ClockState {
+    /// MSR_KVM_SYSTEM_TIME or the TSC changed: rewrite the
+    /// `pvclock_vcpu_time_info`.
+    time_pending: bool,
+    /// MSR_KVM_WALL_CLOCK was written: write the `pvclock_wall_clock`.
+    wall_pending: bool,
+    /// The VM's clock epoch the time info was written in.
+    epoch: u64,
+    /// The version field last written (odd while an update is under way).
+    version: u32,
+    /// The same for the wall clock.
+    wall_version: u32,
 }
 
 /// An event for the VM-entry interruption-information fields.
@@ -206,6 +231,9 @@ impl State {
             triple_fault: false,
             roots: crate::mmu::shadow::Roots::new(),
             last_unprotect: None,
+            single_step: false,
+            stepped: false,
+            clock: ClockState::default(),
         }
     }
 
@@ -374,6 +402,12 @@ impl fd::FdObject for VcpuFd {
                 run::queue_interrupt(&mut vcpu.state.lock(), irq)?;
             }
             abi::KVM_NMI => vcpu.state.lock().nmi = true,
+            abi::KVM_SET_GUEST_DEBUG => {
+                let dbg = user(size_of::<abi::KvmGuestDebug>())
+                    .reader()
+                    .read::<abi::KvmGuestDebug>()?;
+                set_guest_debug(&mut vcpu.state.lock(), dbg.control)?;
+            }
             abi::KVM_GET_VCPU_EVENTS => {
                 let ev = run::get_events(&vcpu.state.lock());
                 user(size_of::<abi::KvmVcpuEvents>()).writer().write(&ev)?;
@@ -480,6 +514,27 @@ impl fd::FdObject for VcpuFd {
         }
         Ok(0)
     }
+}
+
+/// `KVM_SET_GUEST_DEBUG` (KVM's `kvm_arch_vcpu_ioctl_set_guest_debug()`):
+/// flags KVM does not know are ignored, as KVM ignores them; without
+/// ENABLE everything is off. rkvm implements single-stepping only:
+/// software and hardware breakpoints and event injection (USE_SW_BP,
+/// USE_HW_BP, INJECT_DB, INJECT_BP, BLOCKIRQ) are refused with EINVAL,
+/// which is also why KVM_CAP_SET_GUEST_DEBUG is not reported.
+fn set_guest_debug(st: &mut State, control: u32) -> Result {
+    use abi::guestdbg::*;
+    let control = if control & ENABLE != 0 {
+        control & VALID
+    } else {
+        0
+    };
+    if control & !(ENABLE | SINGLESTEP) != 0 {
+        return Err(EINVAL);
+    }
+    st.single_step = control & SINGLESTEP != 0;
+    st.stepped = false;
+    Ok(())
 }
 
 /// `KVM_GET_MSRS`/`KVM_SET_MSRS` (KVM's `msr_io()`): processes entries in

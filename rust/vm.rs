@@ -66,6 +66,9 @@ const ZAP_BATCH: usize = 10;
 /// Host pages unmapped per hold of the MMU lock (see `Vm::unmap_gfns`).
 const UNMAP_BATCH: usize = 64;
 
+/// Arena entries a per-slot zap looks at per hold of the MMU lock.
+const SLOT_ZAP_SCAN: usize = 512;
+
 /// Rmap lists marked invalid per hold of the MMU lock (`retire_slot`).
 const RMAP_INVALIDATE_BATCH: usize = 4096;
 
@@ -130,6 +133,19 @@ pub(crate) struct Vm {
     /// `KVM_IOEVENTFD` registrations (a leaf lock).
     #[pin]
     pub(crate) ioeventfds: Mutex<crate::ioeventfd::IoEventFds>,
+    /// The kvmclock is the host's CLOCK_MONOTONIC_RAW plus this many ns
+    /// (wrapping; KVM's `kvmclock_offset`). It starts at 0 when the VM is
+    /// created; `KVM_SET_CLOCK` moves it.
+    clock_offset: AtomicU64,
+    /// KVM quirks user space disabled (`KVM_CAP_DISABLE_QUIRKS2`; only
+    /// `KVM_X86_QUIRK_SLOT_ZAP_ALL` exists in rkvm).
+    quirks_disabled: AtomicU64,
+    /// A copy of `Shadow`'s host-invalidation sequence for lockless
+    /// readers (see `Vm::inval_seq`).
+    inval_seq: AtomicU64,
+    /// Moves on every `KVM_SET_CLOCK`: each vCPU then rewrites its
+    /// `pvclock_vcpu_time_info` before it next enters the guest.
+    clock_epoch: AtomicU64,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -143,6 +159,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
         ARef::from(&**mm)
     };
     let caps = crate::vmx::probe::local_caps()?;
+    let (raw_ns, _, _) = crate::shim::clock_read();
     let shadow = Shadow::new()?;
     let eptp = shadow.eptp();
     let memslots = Memslots::new()?;
@@ -162,6 +179,10 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             running: [const { AtomicI32::new(-1) }; abi::MAX_VCPUS as usize],
             stats_id: crate::stats::current_id(None),
             ioeventfds <- new_mutex!(crate::ioeventfd::IoEventFds::default()),
+            clock_offset: AtomicU64::new(raw_ns.wrapping_neg()),
+            clock_epoch: AtomicU64::new(0),
+            inval_seq: AtomicU64::new(0),
+            quirks_disabled: AtomicU64::new(0),
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -280,10 +301,21 @@ impl Vm {
         self.with_slots(|set| set.find(gfn))
     }
 
-    /// The current host-invalidation sequence (read before looking pages
-    /// up for a mapping; see `Shadow::inval_seq`).
+    /// The host-invalidation sequence, read without the MMU lock before
+    /// pages are looked up for a mapping (see `Shadow::inval_seq`, which
+    /// the install checks under the lock). The copy is stored after the
+    /// lock-protected value moved, so it is never ahead of it: a stale
+    /// read only makes the fault retry.
     pub(crate) fn inval_seq(&self) -> u64 {
-        self.mmu.lock().inval_seq()
+        self.inval_seq.load(Ordering::Acquire)
+    }
+
+    /// Ends a host invalidation (`Shadow::inval_end`) and publishes the new
+    /// sequence to lockless readers.
+    fn end_invalidation(&self) {
+        let mut mmu = self.mmu.lock();
+        mmu.inval_end();
+        self.inval_seq.store(mmu.inval_seq(), Ordering::Release);
     }
 
     /// Prepares a shadow fault on `gfn` outside the MMU lock: the caches
@@ -318,6 +350,24 @@ impl Vm {
             if done {
                 break;
             }
+            if shim::need_resched() {
+                shim::cond_resched();
+            }
+        }
+    }
+
+    /// Zaps only the shadow pages built from the slot's frames (its leaves
+    /// are gone already, through its rmap): what KVM does once user space
+    /// disabled KVM_X86_QUIRK_SLOT_ZAP_ALL. Pages elsewhere, and the vCPUs
+    /// using them, are left alone; the lock is dropped between batches.
+    fn zap_slot_shadow(&self, slot: &Slot) {
+        let mut next = Some(0);
+        while let Some(from) = next {
+            next = self.with_mmu(|s, ch| {
+                let (next, c) = s.zap_gfn_pages(slot.base_gfn, slot.end_gfn(), from, SLOT_ZAP_SCAN);
+                ch.merge(c);
+                next
+            });
             if shim::need_resched() {
                 shim::cond_resched();
             }
@@ -360,7 +410,7 @@ impl Vm {
 
     /// mmu_notifier `invalidate_range_end`.
     pub(crate) fn host_invalidate_end(&self) {
-        self.mmu.lock().inval_end();
+        self.end_invalidation();
     }
 
     /// mmu_notifier `release`: the address space is going away.
@@ -392,12 +442,19 @@ impl Vm {
     /// The VMM address of guest-physical `[gpa, gpa + len)` if one slot
     /// backs all of it.
     pub(crate) fn gpa_to_hva(&self, gpa: u64, len: u64) -> Option<u64> {
+        self.gpa_slot(gpa, len).map(|(_, hva)| hva)
+    }
+
+    /// The slot backing all of guest-physical `[gpa, gpa + len)`, and the
+    /// VMM address of `gpa` in it.
+    pub(crate) fn gpa_slot(&self, gpa: u64, len: u64) -> Option<(Slot, u64)> {
         let slot = self.slot_of(gpa >> 12)?;
         let end = gpa.checked_add(len)?;
         if end > slot.end_gfn() << 12 {
             return None;
         }
-        Some(slot.userspace_addr + (gpa - (slot.base_gfn << 12)))
+        let hva = slot.userspace_addr + (gpa - (slot.base_gfn << 12));
+        Some((slot, hva))
     }
 
     /// The host page behind guest frame `gfn` (pinned, and mapped in the
@@ -553,7 +610,7 @@ impl Vm {
                 shim::cond_resched();
             }
         }
-        self.mmu.lock().inval_end();
+        self.end_invalidation();
     }
 
     /// Takes the mappings of a slot being deleted or moved away (it is
@@ -572,7 +629,12 @@ impl Vm {
             shim::cond_resched();
         }
         self.unmap_gfns(slot.base_gfn, slot.end_gfn(), true);
-        self.zap_all_shadow();
+        if self.quirks_disabled.load(Ordering::Relaxed) & abi::quirks::SLOT_ZAP_ALL != 0 {
+            self.zap_slot_shadow(slot);
+        } else {
+            // KVM's default (KVM_X86_QUIRK_SLOT_ZAP_ALL): everything goes.
+            self.zap_all_shadow();
+        }
         let rmap = self.mmu.lock().drop_rmap(slot.base_gfn);
         drop(rmap);
     }
@@ -616,6 +678,79 @@ impl Vm {
         // made room, so the push cannot fail.
         vcpus.push(vcpu, GFP_KERNEL_ACCOUNT)?;
         Ok(fd)
+    }
+}
+
+impl Vm {
+    /// `KVM_ENABLE_CAP` on the VM (KVM's `kvm_vm_ioctl_enable_cap()`):
+    /// only the quirk switches. `KVM_CAP_DISABLE_QUIRKS2` refuses quirks
+    /// rkvm does not have; the older `KVM_CAP_DISABLE_QUIRKS` ignores them.
+    /// Quirks stay disabled for the VM's life, as on KVM.
+    fn enable_cap(&self, cap: &abi::KvmEnableCap) -> Result {
+        use abi::{cap_disable_quirks as dq, quirks};
+        if cap.flags != 0 {
+            return Err(EINVAL);
+        }
+        let bits = match cap.cap {
+            dq::V2 if cap.args[0] & !quirks::SUPPORTED != 0 => return Err(EINVAL),
+            dq::V1 | dq::V2 => cap.args[0] & quirks::SUPPORTED,
+            _ => return Err(EINVAL),
+        };
+        // Serialized with slot updates, which read it.
+        let _slots = self.slots.lock();
+        self.quirks_disabled.fetch_or(bits, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The kvmclock (`KVM_GET_CLOCK`, `KVM_SET_CLOCK` and the guest's pvclock
+/// pages). Model: `get_kvmclock()`/`kvm_vm_ioctl_set_clock()` in
+/// `arch/x86/kvm/x86.c` without the master clock.
+impl Vm {
+    /// One reading: (kvmclock ns, host wall clock ns, host TSC).
+    pub(crate) fn clock_now(&self) -> (u64, u64, u64) {
+        let (raw, real, tsc) = crate::shim::clock_read();
+        let clock = raw.wrapping_add(self.clock_offset.load(Ordering::Relaxed));
+        (clock, real, tsc)
+    }
+
+    /// The value of `clock_epoch` (see there).
+    pub(crate) fn clock_epoch(&self) -> u64 {
+        self.clock_epoch.load(Ordering::Acquire)
+    }
+
+    /// `KVM_GET_CLOCK`: the clock with the wall clock and TSC read with it
+    /// (KVM gives those two only with its master clock; rkvm always can).
+    fn get_clock(&self) -> abi::KvmClockData {
+        let (clock, realtime, host_tsc) = self.clock_now();
+        abi::KvmClockData {
+            clock,
+            flags: abi::clock_flags::REALTIME | abi::clock_flags::HOST_TSC,
+            realtime,
+            host_tsc,
+            ..Default::default()
+        }
+    }
+
+    /// `KVM_SET_CLOCK`: the clock reads `data.clock` now, or, with
+    /// KVM_CLOCK_REALTIME, `data.clock` plus the wall-clock time elapsed
+    /// since `data.realtime` (never stepping back). TSC_STABLE and
+    /// HOST_TSC are accepted and ignored, so that what `KVM_GET_CLOCK`
+    /// returned can be handed back.
+    fn set_clock(&self, data: &abi::KvmClockData) -> Result {
+        use abi::clock_flags::*;
+        if data.flags & !(TSC_STABLE | REALTIME | HOST_TSC) != 0 {
+            return Err(EINVAL);
+        }
+        let (raw, real, _) = crate::shim::clock_read();
+        let mut clock = data.clock;
+        if data.flags & REALTIME != 0 && real > data.realtime {
+            clock = clock.wrapping_add(real - data.realtime);
+        }
+        self.clock_offset
+            .store(clock.wrapping_sub(raw), Ordering::Relaxed);
+        self.clock_epoch.fetch_add(1, Ordering::Release);
+        Ok(())
     }
 }
 
@@ -673,7 +808,42 @@ impl fd::FdObject for Vm {
             // KVM ignores the argument.
             abi::KVM_GET_STATS_FD => crate::stats::vm_stats_fd(Arc::from(this)),
             abi::KVM_IOEVENTFD => this.ioeventfds.lock().ioctl(arg),
-            _ => Err(EINVAL),
+            abi::KVM_ENABLE_CAP => {
+                let cap = user(size_of::<abi::KvmEnableCap>())
+                    .reader()
+                    .read::<abi::KvmEnableCap>()?;
+                this.enable_cap(&cap)?;
+                Ok(0)
+            }
+            abi::KVM_GET_CLOCK => {
+                let data = this.get_clock();
+                user(size_of::<abi::KvmClockData>()).writer().write(&data)?;
+                Ok(0)
+            }
+            abi::KVM_SET_CLOCK => {
+                let data = user(size_of::<abi::KvmClockData>())
+                    .reader()
+                    .read::<abi::KvmClockData>()?;
+                this.set_clock(&data)?;
+                Ok(0)
+            }
+            // Both need an in-kernel irqchip, which rkvm does not have:
+            // KVM, without one, reads the argument and answers EINVAL.
+            abi::KVM_SIGNAL_MSI => {
+                user(size_of::<abi::KvmMsi>())
+                    .reader()
+                    .read::<abi::KvmMsi>()?;
+                Err(EINVAL)
+            }
+            abi::KVM_SET_GSI_ROUTING => {
+                user(size_of::<abi::KvmIrqRouting>())
+                    .reader()
+                    .read::<abi::KvmIrqRouting>()?;
+                Err(EINVAL)
+            }
+            // KVM's `kvm_arch_vm_ioctl()` answers what it does not know
+            // with ENOTTY (the system fd's unknown ioctls get EINVAL).
+            _ => Err(ENOTTY),
         }
     }
 }

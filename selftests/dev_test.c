@@ -54,6 +54,13 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_XCRS, HOST_OSXSAVE },
 	{ KVM_CAP_IOEVENTFD, 1 },
 	{ KVM_CAP_IOEVENTFD_ANY_LENGTH, 1 },
+	{ KVM_CAP_INTERNAL_ERROR_DATA, 1 },
+	{ KVM_CAP_IRQ_ROUTING, 1 },
+	{ KVM_CAP_SIGNAL_MSI, 1 },
+	{ KVM_CAP_ADJUST_CLOCK, KVM_CLOCK_REALTIME | KVM_CLOCK_HOST_TSC },
+	{ KVM_CAP_X86_ROBUST_SINGLESTEP, 1 },
+	{ KVM_CAP_DISABLE_QUIRKS, 1 },
+	{ KVM_CAP_DISABLE_QUIRKS2, KVM_X86_QUIRK_SLOT_ZAP_ALL },
 };
 
 FIXTURE(dev) {
@@ -185,6 +192,9 @@ TEST_F(dev, supported_cpuid)
 	leaf = cpuid_find(c.e, n, 1, 0);
 	ASSERT_NE(NULL, leaf);
 	EXPECT_NE(0U, leaf->edx & 1) TH_LOG("FPU");
+	/* The machine-check MSRs work: a VMM like QEMU sets MCE up when offered. */
+	EXPECT_EQ(1U << 7 | 1U << 14, leaf->edx & (1U << 7 | 1U << 14))
+		TH_LOG("MCE/MCA not offered: edx %#x", leaf->edx);
 	for (i = 0; i < n; i++)
 		for (j = i + 1; j < n; j++)
 			EXPECT_FALSE(c.e[i].function == c.e[j].function &&

@@ -1313,7 +1313,22 @@ static bool spin_sample(struct vcpu *v, __u64 seq, __u64 *max, __u64 *iters)
  * every shadow page by generation) and times the ioctl; vCPU 1 reports its
  * longest gap around it. Then the same N rebuilt and the slot re-added.
  */
-TEST_F_TIMEOUT(inval, zap_stall, 900)
+/* KVM_CAP_DISABLE_QUIRKS2 of KVM_X86_QUIRK_SLOT_ZAP_ALL: a slot deletion
+ * then zaps only the slot's shadow pages (on KVM and on rkvm). */
+static void disable_slot_zap_all(struct __test_metadata *_metadata, struct vm *vm)
+{
+	struct kvm_enable_cap c = {
+		.cap = KVM_CAP_DISABLE_QUIRKS2, .args = { KVM_X86_QUIRK_SLOT_ZAP_ALL },
+	};
+
+	ASSERT_NE(0, ioctl(vm->dev, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2) &
+		     KVM_X86_QUIRK_SLOT_ZAP_ALL);
+	ASSERT_EQ(0, ioctl(vm->fd, KVM_ENABLE_CAP, &c)) TH_LOG("KVM_ENABLE_CAP: %s",
+							     strerror(errno));
+}
+
+static void zap_stall_case(struct __test_metadata *_metadata, FIXTURE_DATA(inval) *self,
+			   bool per_slot)
 {
 	const char *cap = getenv("INVAL_ZAP_MAX");	/* a quicker run: N <= this */
 
@@ -1336,6 +1351,8 @@ TEST_F_TIMEOUT(inval, zap_stall, 900)
 			vm_create(_metadata, &self->vm);
 			vcpu_create(_metadata, &self->vm, 0, &self->vcpu[0]);
 		}
+		if (per_slot)
+			disable_slot_zap_all(_metadata, &self->vm);
 		vcpu_create(_metadata, &self->vm, 1, &self->vcpu[1]);
 		ASSERT_EQ(0, ioctl(self->vm.fd, KVM_SET_NR_MMU_PAGES, n + n / 256 + 256))
 			TH_LOG("KVM_SET_NR_MMU_PAGES: %s", strerror(errno));
@@ -1382,9 +1399,16 @@ TEST_F_TIMEOUT(inval, zap_stall, 900)
 		ASSERT_EQ(0, r.ret) TH_LOG("N=%u: spinning vCPU: %s", n, r.why);
 		ASSERT_EQ(0, e1) TH_LOG("N=%u: delete: %s", n, strerror(-e1));
 		ASSERT_EQ(0, e2) TH_LOG("N=%u: re-add: %s", n, strerror(-e2));
-		ksft_print_msg("inval_bench zap_stall N=%u: delete %llu us, delete_stall %llu cycles,"
+		/* The deleted slot holds no guest table: a per-slot zap keeps all. */
+		if (per_slot) {
+			EXPECT_EQ(0, zapped) TH_LOG("N=%u: %lld pages zapped", n, zapped);
+		} else {
+			EXPECT_LE((long long)n, zapped) TH_LOG("N=%u: zap-all zapped %lld", n, zapped);
+		}
+		ksft_print_msg("inval_bench %s N=%u: delete %llu us, delete_stall %llu cycles,"
 			       " readd %llu us, readd_stall %llu cycles, idle_stall %llu cycles,"
-			       " idle_spins %llu per20ms, build %llu us, zapped %lld pages\n", n,
+			       " idle_spins %llu per20ms, build %llu us, zapped %lld pages\n",
+			       per_slot ? "zap_stall_slot" : "zap_stall", n,
 			       (unsigned long long)t_del / 1000, (unsigned long long)st_del,
 			       (unsigned long long)t_add / 1000, (unsigned long long)st_add,
 			       (unsigned long long)idle, (unsigned long long)it,
@@ -1392,6 +1416,59 @@ TEST_F_TIMEOUT(inval, zap_stall, 900)
 		vcpu_destroy(&self->vcpu[1]);
 		munmap(dummy.hva, dummy.size);
 	}
+}
+
+TEST_F_TIMEOUT(inval, zap_stall, 900) { zap_stall_case(_metadata, self, false); }
+
+/* The same with KVM_X86_QUIRK_SLOT_ZAP_ALL disabled: only the slot's pages go. */
+TEST_F_TIMEOUT(inval, zap_stall_slot, 900) { zap_stall_case(_metadata, self, true); }
+
+/*
+ * A guest page table in a slot of its own, with the per-slot zap: after
+ * the slot is deleted and created again at the same address with another
+ * table, the guest must walk the new table (a shadow page left from the
+ * old one would still map the old frame), and only the slot's pages went.
+ */
+TEST_F_TIMEOUT(inval, slot_zap_takes_the_slots_tables, 120)
+{
+	struct vcpu *v = &self->vcpu[0];
+	const __u64 la = ZAP_LA + 0x40000000ULL;
+	__u64 table = POOL_GPA, *pde;
+	struct slotmem s, s2;
+	long long zapped;
+	int level;
+
+	disable_slot_zap_all(_metadata, &self->vm);
+	put32(self->vm.mem + DATA_GPA, TAGV);
+	put32(self->vm.mem + DATA_GPA + 0x1000, TAGV + 0x100);
+	/* Other tables the guest uses, which must survive. */
+	for (unsigned int i = 0; i < 8; i++)
+		map_page(_metadata, &self->vm, ZAP_LA + i * 0x200000ULL, DATA_GPA);
+	ASSERT_EQ(8ULL, READ_N(v, ZAP_LA, 8, 0x200000, TAGV, 0));
+	/* la's page table is the first page of slot 1. */
+	map_page(_metadata, &self->vm, la, DATA_GPA);
+	for (level = 4; level > 2; level--)
+		table = *gq(&self->vm, table + ((la >> (12 + 9 * (level - 1))) & 511) * 8) & P_ADDR;
+	pde = (__u64 *)gq(&self->vm, table + ((la >> 21) & 511) * 8);
+	slot_create(_metadata, &self->vm, &s, 1, SLOT_GPA(0), 1, 0);
+	((__u64 *)s.hva)[(la >> 12) & 511] = DATA_GPA | P_P | P_RW;
+	*pde = s.gpa | P_P | P_RW | P_US;
+	ASSERT_EQ(1ULL, READ_N(v, la, 1, 0x1000, TAGV, 0));
+
+	zapped = vm_stat(&self->vm, "mmu_shadow_zapped");
+	ASSERT_EQ(0, slot_set(&self->vm, &s, s.gpa, 0));
+	zapped = vm_stat(&self->vm, "mmu_shadow_zapped") - zapped;
+	EXPECT_LE(1, zapped) TH_LOG("the slot's page table was not zapped");
+	EXPECT_GT(8, zapped) TH_LOG("%lld pages zapped: more than the slot's", zapped);
+
+	/* The same address, new memory: la now maps the second frame. */
+	slot_create(_metadata, &self->vm, &s2, 1, SLOT_GPA(0), 1, 0);
+	((__u64 *)s2.hva)[(la >> 12) & 511] = (DATA_GPA + 0x1000) | P_P | P_RW;
+	EXPECT_EQ(1ULL, READ_N(v, la, 1, 0x1000, TAGV + 0x100, 0))
+		TH_LOG("the guest still walks the deleted slot's table");
+	EXPECT_EQ(8ULL, READ_N(v, ZAP_LA, 8, 0x200000, TAGV, 0));
+	munmap(s.hva, s.size);
+	munmap(s2.hva, s2.size);
 }
 
 /* ---- f. Memslot delete with live mappings ------------------------------------- */

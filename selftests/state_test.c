@@ -20,6 +20,8 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kselftest_harness.h"
@@ -203,6 +205,55 @@ asm(GUEST_BEGIN
 	"iofd32_end:\n"
 	GUEST_END);
 extern const char iofd32_start[], iofd32_end[];
+
+/*
+ * Real mode, for single-stepping: one instruction the CPU runs, one KVM
+ * emulates (CPUID), one port write through user space, one more, HLT.
+ */
+asm(GUEST_BEGIN
+	".code16\n"
+	".global step16_start, step16_1, step16_2, step16_3, step16_4, step16_end\n"
+	"step16_start:\n"
+	"	nop\n"
+	"step16_1:\n"
+	"	cpuid\n"
+	"step16_2:\n"
+	"	out %al, $" XSTR(PORT) "\n"
+	"step16_3:\n"
+	"	inc %ax\n"
+	"step16_4:\n"
+	"	hlt\n"
+	"step16_end:\n"
+	GUEST_END);
+extern const char step16_start[], step16_1[], step16_2[], step16_3[], step16_4[],
+	step16_end[];
+
+/*
+ * Real mode, kvmclock: registers its pvclock page (guest WRMSR of
+ * MSR_KVM_SYSTEM_TIME_NEW) and wall clock, then reports the TSC (low, high
+ * half) forever.
+ */
+#define KC_TIME		DATA_GPA
+#define KC_WALL		(DATA_GPA + 0x100)
+asm(GUEST_BEGIN
+	".code16\n"
+	".global kc16_start, kc16_end\n"
+	"kc16_start:\n"
+	"	mov $0x4b564d01, %ecx\n"
+	"	mov $(" XSTR(KC_TIME) " + 1), %eax\n"
+	"	xor %edx, %edx\n"
+	"	wrmsr\n"
+	"	mov $0x4b564d00, %ecx\n"
+	"	mov $" XSTR(KC_WALL) ", %eax\n"
+	"	wrmsr\n"
+	"1:	rdtsc\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %edx, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	jmp 1b\n"
+	"kc16_end:\n"
+	GUEST_END);
+extern const char kc16_start[], kc16_end[];
 
 /* ---- Helpers ----------------------------------------------------------- */
 
@@ -924,6 +975,222 @@ TEST_F(state, ioeventfd_signals_instead_of_exiting)
 	close(pio);
 	close(pio0);
 	close(mmio);
+}
+
+/* ---- KVM_GET_CLOCK / KVM_SET_CLOCK and kvmclock ----------------------- */
+
+static __u64 get_clock(struct __test_metadata *_metadata, int vm)
+{
+	struct kvm_clock_data c = { 0 };
+
+	EXPECT_EQ(0, ioctl(vm, KVM_GET_CLOCK, &c)) TH_LOG("KVM_GET_CLOCK: %s", strerror(errno));
+	return c.clock;
+}
+
+TEST_F(state, clock_get_set_and_bad_input)
+{
+	struct kvm_clock_data c = { .clock = 5000000000000ULL };
+	__u64 a, b;
+	int adjust = ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK);
+
+	/* QEMU requires the cap; REALTIME and HOST_TSC go with KVM_GET_CLOCK. */
+	EXPECT_TRUE(adjust & KVM_CLOCK_REALTIME) TH_LOG("ADJUST_CLOCK %#x", adjust);
+	a = get_clock(_metadata, self->vm);
+	b = get_clock(_metadata, self->vm);
+	EXPECT_LE(a, b);
+	EXPECT_GT(60000000000ULL, a) TH_LOG("a new VM's clock starts near 0: %llu",
+					   (unsigned long long)a);
+	ASSERT_EQ(0, ioctl(self->vm, KVM_SET_CLOCK, &c));
+	a = get_clock(_metadata, self->vm);
+	EXPECT_LE(5000000000000ULL, a);
+	EXPECT_GT(5000000000000ULL + 10000000000ULL, a) TH_LOG("%llu", (unsigned long long)a);
+	/* KVM_CLOCK_REALTIME: the time since `realtime` is added. */
+	memset(&c, 0, sizeof(c));
+	ASSERT_EQ(0, ioctl(self->vm, KVM_GET_CLOCK, &c));
+	if (c.flags & KVM_CLOCK_REALTIME) {
+		c.realtime -= 100000000000ULL;	/* 100 s ago */
+		ASSERT_EQ(0, ioctl(self->vm, KVM_SET_CLOCK, &c));
+		b = get_clock(_metadata, self->vm);
+		EXPECT_LE(c.clock + 100000000000ULL, b);
+	}
+	c.flags = 1 << 9;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_SET_CLOCK, &c));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vm, KVM_SET_CLOCK, (void *)8));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vm, KVM_GET_CLOCK, (void *)8));
+}
+
+#define MSR_KVM_SYSTEM_TIME_NEW	0x4b564d01
+#define MSR_KVM_WALL_CLOCK_NEW	0x4b564d00
+#define MSR_IA32_TSC		0x10
+
+/* The guest time for guest TSC `tsc` from the pvclock page at `p`. */
+static __u64 pvclock_ns(const unsigned char *p, __u64 tsc)
+{
+	__u64 ts, sys, d;
+	__u32 mul;
+	signed char shift;
+
+	memcpy(&ts, p + 8, 8);
+	memcpy(&sys, p + 16, 8);
+	memcpy(&mul, p + 24, 4);
+	shift = (signed char)p[28];
+	d = tsc - ts;
+	d = shift >= 0 ? d << shift : d >> -shift;
+	return sys + (__u64)(((unsigned __int128)d * mul) >> 32);
+}
+
+/* One guest TSC report; the guest time it maps to must lie between the
+ * VM clock read before the run and after it. */
+static void check_guest_time(struct __test_metadata *_metadata, FIXTURE_DATA(state) *self,
+			     const char *when)
+{
+	const __u64 slack = 50000000;	/* 50 ms of scale error */
+	__u64 before, after, tsc, ns;
+	__u32 version;
+
+	before = get_clock(_metadata, self->vm);
+	tsc = RUN_OUT(4);
+	tsc |= (__u64)RUN_OUT(4) << 32;
+	after = get_clock(_metadata, self->vm);
+	memcpy(&version, self->mem + KC_TIME, 4);
+	EXPECT_TRUE(version && !(version & 1)) TH_LOG("%s: version %u", when, version);
+	ns = pvclock_ns((unsigned char *)self->mem + KC_TIME, tsc);
+	EXPECT_LE(before - slack, ns) TH_LOG("%s: guest %llu ns, clock before %llu", when,
+					    (unsigned long long)ns, (unsigned long long)before);
+	EXPECT_GE(after + slack, ns) TH_LOG("%s: guest %llu ns, clock after %llu", when,
+					   (unsigned long long)ns, (unsigned long long)after);
+}
+
+TEST_F(state, kvmclock_reaches_the_guest)
+{
+	struct kvm_cpuid2 *sup = rkvm_supported_cpuid(self->dev);
+	struct kvm_clock_data c = { .clock = 1000000000000ULL };
+	struct timespec now;
+	__u32 sec, nsec, i, feat = 0;
+	__u64 clock;
+	double boot;
+
+	ASSERT_NE(NULL, sup);
+	for (i = 0; i < sup->nent; i++)
+		if (sup->entries[i].function == 0x40000001)
+			feat = sup->entries[i].eax;
+	free(sup);
+	EXPECT_TRUE(!!(feat & (1 << 3))) TH_LOG("KVM_FEATURE_CLOCKSOURCE2 not offered: %#x", feat);
+	ASSERT_EQ(0, ioctl(self->vm, KVM_SET_CLOCK, &c));
+	load(_metadata, self->mem, kc16_start, kc16_end);
+	enter(_metadata, self->vcpu, false, 0);
+	check_guest_time(_metadata, self, "first");
+	EXPECT_EQ((__u64)(KC_TIME | 1), get_msr(_metadata, self->vcpu, MSR_KVM_SYSTEM_TIME_NEW));
+	EXPECT_EQ((__u64)KC_WALL, get_msr(_metadata, self->vcpu, MSR_KVM_WALL_CLOCK_NEW));
+	/* The wall clock: the host's time at which the VM clock read 0. */
+	clock = get_clock(_metadata, self->vm);
+	clock_gettime(CLOCK_REALTIME, &now);
+	memcpy(&sec, self->mem + KC_WALL + 4, 4);
+	memcpy(&nsec, self->mem + KC_WALL + 8, 4);
+	boot = now.tv_sec + now.tv_nsec / 1e9 - clock / 1e9;
+	EXPECT_GT(2.0, boot > sec + nsec / 1e9 ? boot - (sec + nsec / 1e9) : sec + nsec / 1e9 - boot)
+		TH_LOG("wall clock %u.%09u, expected %.3f", sec, nsec, boot);
+	/* A new TSC and a new clock are both followed. */
+	ASSERT_EQ(1, set_msr(self->vcpu, MSR_IA32_TSC, 1ULL << 40));
+	check_guest_time(_metadata, self, "after a TSC write");
+	c.clock = 7000000000000ULL;
+	ASSERT_EQ(0, ioctl(self->vm, KVM_SET_CLOCK, &c));
+	check_guest_time(_metadata, self, "after KVM_SET_CLOCK");
+}
+
+/* ---- Single-stepping ---------------------------------------------------- */
+
+/*
+ * KVM_RUN while single-stepping. Under Bochs, kvm_intel also stops again
+ * at the address it last stopped at (the trap flag set at VM entry traps
+ * before the first instruction): such a repeat, at most one in a row, is
+ * run through. *last is the address of the previous stop.
+ */
+static void step_run(struct __test_metadata *_metadata, FIXTURE_DATA(state) *self,
+		     __u64 *last)
+{
+	int repeats = 0;
+
+	for (;;) {
+		ASSERT_EQ(0, ioctl(self->vcpu, KVM_RUN, 0)) TH_LOG("KVM_RUN: %s", strerror(errno));
+		if (self->run->exit_reason != KVM_EXIT_DEBUG ||
+		    self->run->debug.arch.pc != *last || repeats++)
+			break;
+	}
+	if (self->run->exit_reason == KVM_EXIT_DEBUG)
+		*last = self->run->debug.arch.pc;
+}
+
+static void expect_step(struct __test_metadata *_metadata, FIXTURE_DATA(state) *self,
+			__u64 *last, const char *at, const char *name)
+{
+	char why[96];
+
+	step_run(_metadata, self, last);
+	ASSERT_EQ((__u32)KVM_EXIT_DEBUG, self->run->exit_reason)
+		TH_LOG("%s: got %s", name, exit_str(self->run, why, sizeof(why)));
+	EXPECT_EQ((__u64)(CODE_GPA + (at - step16_start)), self->run->debug.arch.pc) TH_LOG("%s", name);
+	EXPECT_EQ(1U, self->run->debug.arch.exception);
+	EXPECT_TRUE(!!(self->run->debug.arch.dr6 & (1 << 14))) TH_LOG("DR6 %#llx",
+		(unsigned long long)self->run->debug.arch.dr6);
+}
+
+TEST_F(state, single_step_stops_after_every_instruction)
+{
+	struct kvm_guest_debug dbg = {
+		.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP,
+	};
+	struct kvm_regs regs;
+	__u64 last = CODE_GPA;
+
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_X86_ROBUST_SINGLESTEP));
+	load(_metadata, self->mem, step16_start, step16_end);
+	enter(_metadata, self->vcpu, false, 0);
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg))
+		TH_LOG("KVM_SET_GUEST_DEBUG: %s", strerror(errno));
+	expect_step(_metadata, self, &last, step16_1, "after NOP");
+	expect_step(_metadata, self, &last, step16_2, "after CPUID (emulated)");
+	step_run(_metadata, self, &last);
+	EXPECT_EQ((__u32)KVM_EXIT_IO, self->run->exit_reason);
+	expect_step(_metadata, self, &last, step16_3, "after OUT (user space)");
+	expect_step(_metadata, self, &last, step16_4, "after INC");
+	step_run(_metadata, self, &last);
+	EXPECT_EQ((__u32)KVM_EXIT_HLT, self->run->exit_reason);
+	/* RFLAGS.TF is the debugger's, not the guest's. */
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_REGS, &regs));
+	EXPECT_EQ(0ULL, regs.rflags & (1 << 8));
+	/* Off again: from the start straight to the port write. */
+	dbg.control = 0;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
+	regs.rip = CODE_GPA;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_REGS, &regs));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_IO);
+	/* Flags KVM does not know are ignored, as KVM does. */
+	dbg.control = KVM_GUESTDBG_ENABLE | 0x80000000;
+	EXPECT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
+	/* rkvm refuses what it does not implement (breakpoints). */
+	if (rkvm_dev_is_rkvm()) {
+		dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP;
+		EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
+	}
+	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, (void *)8));
+}
+
+/* ---- Without an in-kernel irqchip --------------------------------------- */
+
+TEST_F(state, msi_and_gsi_routing_need_an_irqchip)
+{
+	struct kvm_msi msi = { .address_lo = 0xfee00000, .data = 0x30 };
+	struct kvm_irq_routing routing = { .nr = 0 };
+
+	/* QEMU requires these caps; KVM reports them with or without one. */
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_SIGNAL_MSI));
+	EXPECT_LT(0, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_IRQ_ROUTING));
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_INTERNAL_ERROR_DATA));
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_SIGNAL_MSI, &msi));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vm, KVM_SIGNAL_MSI, (void *)8));
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_SET_GSI_ROUTING, &routing));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vm, KVM_SET_GSI_ROUTING, (void *)8));
 }
 
 TEST_HARNESS_MAIN

@@ -55,6 +55,46 @@ static int set_region(int vm, __u32 slot, __u32 flags, __u64 gpa, __u64 size, vo
 	return ioctl(vm, KVM_SET_USER_MEMORY_REGION, &r) ? -errno : 0;
 }
 
+/* KVM_ENABLE_CAP on the VM: the quirk switches, KVM's errnos. */
+TEST_F(vm, enable_cap_disable_quirks)
+{
+	struct kvm_enable_cap c = {
+		.cap = KVM_CAP_DISABLE_QUIRKS2, .args = { KVM_X86_QUIRK_SLOT_ZAP_ALL },
+	};
+	int q = ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_DISABLE_QUIRKS2);
+
+	EXPECT_NE(0, q & KVM_X86_QUIRK_SLOT_ZAP_ALL) TH_LOG("quirks %#x", q);
+	EXPECT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &c)) TH_LOG("%s", strerror(errno));
+	/* A quirk the device does not have (bit 30 on both). */
+	c.args[0] = 1ULL << 30;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, &c));
+	EXPECT_EQ(EINVAL, errno);
+	/* The old form ignores unknown bits. */
+	c.cap = KVM_CAP_DISABLE_QUIRKS;
+	EXPECT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &c));
+	c.flags = 1;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, &c));
+	EXPECT_EQ(EINVAL, errno);
+	memset(&c, 0, sizeof(c));
+	c.cap = 100000;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, &c));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+}
+
+/* An ioctl number the VM fd does not know: ENOTTY, as KVM. */
+TEST_F(vm, unknown_vm_ioctl_is_enotty)
+{
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, _IO(KVMIO, 0xfe), 0));
+	EXPECT_EQ(ENOTTY, errno);
+}
+
 TEST_F(vm, create_vm_rejects_unknown_type)
 {
 	errno = 0;

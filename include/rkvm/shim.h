@@ -15,6 +15,9 @@ bool rkvm_user_range_ok(unsigned long addr, unsigned long size);
 unsigned int rkvm_num_online_cpus(void);
 /* The host TSC frequency in kHz (tsc_khz). */
 unsigned int rkvm_tsc_khz(void);
+/* One reading of the host's clocks: CLOCK_MONOTONIC_RAW and CLOCK_REALTIME
+ * in ns and the TSC, taken together with interrupts off. */
+void rkvm_clock_read(u64 *raw_ns, u64 *real_ns, u64 *tsc);
 /* virt_to_phys() / phys_to_virt() of the direct map. */
 u64 rkvm_virt_to_phys(const void *addr);
 void *rkvm_phys_to_virt(u64 pa);

@@ -116,6 +116,17 @@ pub(crate) const KVM_IOEVENTFD: u32 = _IOW::<KvmIoeventfd>(KVMIO, 0x79);
 pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
 /// VM and vCPU ioctl: returns a binary statistics fd (see `crate::stats`).
 pub(crate) const KVM_GET_STATS_FD: u32 = _IO(KVMIO, 0xce);
+/// `KVM_SIGNAL_MSI` (VM fd): needs an in-kernel irqchip.
+pub(crate) const KVM_SIGNAL_MSI: u32 = _IOW::<KvmMsi>(KVMIO, 0xa5);
+/// `KVM_SET_GSI_ROUTING` (VM fd): needs an in-kernel irqchip.
+pub(crate) const KVM_SET_GSI_ROUTING: u32 = _IOW::<KvmIrqRouting>(KVMIO, 0x6a);
+/// `KVM_SET_CLOCK` / `KVM_GET_CLOCK` (VM fd): the kvmclock base.
+pub(crate) const KVM_SET_CLOCK: u32 = _IOW::<KvmClockData>(KVMIO, 0x7b);
+pub(crate) const KVM_GET_CLOCK: u32 = _IOR::<KvmClockData>(KVMIO, 0x7c);
+/// `KVM_ENABLE_CAP` (VM fd).
+pub(crate) const KVM_ENABLE_CAP: u32 = _IOW::<KvmEnableCap>(KVMIO, 0xa3);
+/// `KVM_SET_GUEST_DEBUG` (vCPU fd).
+pub(crate) const KVM_SET_GUEST_DEBUG: u32 = _IOW::<KvmGuestDebug>(KVMIO, 0x9b);
 
 /// Capability numbers rkvm reports (`KVM_CAP_*`).
 mod cap {
@@ -145,6 +156,48 @@ mod cap {
     pub(super) const XCRS: usize = 56;
     pub(super) const IOEVENTFD: usize = 36;
     pub(super) const IOEVENTFD_ANY_LENGTH: usize = 122;
+    pub(super) const INTERNAL_ERROR_DATA: usize = 40;
+    pub(super) const IRQ_ROUTING: usize = 25;
+    pub(super) const SIGNAL_MSI: usize = 77;
+    pub(super) const ADJUST_CLOCK: usize = 39;
+    pub(super) const X86_ROBUST_SINGLESTEP: usize = 51;
+    pub(super) const DISABLE_QUIRKS: usize = 116;
+    pub(super) const DISABLE_QUIRKS2: usize = 213;
+}
+
+/// `KVM_CAP_DISABLE_QUIRKS` and `KVM_CAP_DISABLE_QUIRKS2`, as
+/// `KVM_ENABLE_CAP` sees them.
+pub(crate) mod cap_disable_quirks {
+    pub(crate) const V1: u32 = 116;
+    pub(crate) const V2: u32 = 213;
+}
+
+/// `KVM_X86_QUIRK_*` rkvm has: the default behaviours user space may turn
+/// off with `KVM_CAP_DISABLE_QUIRKS2`.
+pub(crate) mod quirks {
+    /// Deleting or moving a memslot zaps every shadow page (not only the
+    /// slot's).
+    pub(crate) const SLOT_ZAP_ALL: u64 = 1 << 7;
+    pub(crate) const SUPPORTED: u64 = SLOT_ZAP_ALL;
+}
+
+/// `KVM_CLOCK_*` flags of `struct kvm_clock_data`.
+pub(crate) mod clock_flags {
+    /// The clock is the same on every vCPU (KVM's master clock).
+    pub(crate) const TSC_STABLE: u32 = 2;
+    /// `realtime` holds the host's wall clock at the reading.
+    pub(crate) const REALTIME: u32 = 1 << 2;
+    /// `host_tsc` holds the host's TSC at the reading.
+    pub(crate) const HOST_TSC: u32 = 1 << 3;
+}
+
+/// `KVM_GUESTDBG_*` flags of `struct kvm_guest_debug`.
+pub(crate) mod guestdbg {
+    pub(crate) const ENABLE: u32 = 0x1;
+    pub(crate) const SINGLESTEP: u32 = 0x2;
+    /// Every flag KVM knows on x86 (`KVM_GUESTDBG_VALID_MASK`): ENABLE,
+    /// SINGLESTEP, USE_SW_BP, USE_HW_BP, INJECT_DB, INJECT_BP, BLOCKIRQ.
+    pub(crate) const VALID: u32 = 0x3 | 0x1f_0000;
 }
 
 /// The most vCPUs one VM may have, and the bound on their ids.
@@ -177,7 +230,21 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::DEBUGREGS
         | cap::XSAVE
         | cap::IOEVENTFD
-        | cap::IOEVENTFD_ANY_LENGTH => 1,
+        | cap::IOEVENTFD_ANY_LENGTH
+        | cap::INTERNAL_ERROR_DATA
+        // Both ioctls exist and, with no in-kernel irqchip (rkvm has
+        // none), fail as KVM's do without one: KVM reports both caps
+        // regardless.
+        | cap::IRQ_ROUTING
+        | cap::SIGNAL_MSI
+        // Single steps end after every instruction, including those rkvm
+        // completes itself (see `vcpu::run`).
+        | cap::X86_ROBUST_SINGLESTEP => 1,
+        // The flags `KVM_GET_CLOCK` can return and `KVM_SET_CLOCK` takes.
+        cap::DISABLE_QUIRKS => 1,
+        cap::DISABLE_QUIRKS2 => quirks::SUPPORTED as isize,
+        cap::ADJUST_CLOCK => (clock_flags::REALTIME | clock_flags::HOST_TSC) as isize,
+
         // KVM reports it only when the host has XSAVE (without it,
         // KVM_SET_XCRS fails).
         cap::XCRS => isize::from(crate::vmx::window::host_has_xsave()),
@@ -224,6 +291,11 @@ abi_struct!(
     KvmXcrs = 392,
     KvmX86Mce = 64,
     KvmIoeventfd = 64,
+    KvmClockData = 48,
+    KvmGuestDebug = 72,
+    KvmMsi = 32,
+    KvmIrqRouting = 8,
+    KvmEnableCap = 104,
 );
 
 /// The user address of the entries that follow a `struct kvm_cpuid2` (or

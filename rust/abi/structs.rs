@@ -282,6 +282,57 @@ pub(crate) const XSAVE_SIZE: usize = 4096;
 /// the exit reasons rkvm produces. Checked against `<linux/kvm.h>` through
 /// `selftests/abi_layout.h`.
 #[allow(dead_code)]
+/// `struct kvm_clock_data`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmClockData {
+    pub(crate) clock: u64,
+    pub(crate) flags: u32,
+    pub(crate) pad0: u32,
+    pub(crate) realtime: u64,
+    pub(crate) host_tsc: u64,
+    pub(crate) pad: [u32; 4],
+}
+
+/// `struct kvm_guest_debug` (x86: eight debug registers).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmGuestDebug {
+    pub(crate) control: u32,
+    pub(crate) pad: u32,
+    pub(crate) debugreg: [u64; 8],
+}
+
+/// `struct kvm_msi`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmMsi {
+    pub(crate) address_lo: u32,
+    pub(crate) address_hi: u32,
+    pub(crate) data: u32,
+    pub(crate) flags: u32,
+    pub(crate) devid: u32,
+    pub(crate) pad: [u8; 12],
+}
+
+/// `struct kvm_enable_cap`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct KvmEnableCap {
+    pub(crate) cap: u32,
+    pub(crate) flags: u32,
+    pub(crate) args: [u64; 4],
+    pub(crate) pad: [u8; 64],
+}
+
+/// `struct kvm_irq_routing` (the header before the entries).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmIrqRouting {
+    pub(crate) nr: u32,
+    pub(crate) flags: u32,
+}
+
 pub(crate) mod kvm_run {
     pub(crate) const REQUEST_INTERRUPT_WINDOW: usize = 0;
     pub(crate) const IMMEDIATE_EXIT: usize = 1;
@@ -305,6 +356,11 @@ pub(crate) mod kvm_run {
     pub(crate) const INTERNAL_SUBERROR: usize = 32;
     pub(crate) const INTERNAL_NDATA: usize = 36;
     pub(crate) const INTERNAL_DATA: usize = 40;
+    /// `kvm_run.debug.arch`: exception, pc, dr6, dr7.
+    pub(crate) const DEBUG_EXCEPTION: usize = 32;
+    pub(crate) const DEBUG_PC: usize = 40;
+    pub(crate) const DEBUG_DR6: usize = 48;
+    pub(crate) const DEBUG_DR7: usize = 56;
 
     pub(crate) const EXIT_UNKNOWN: u32 = 0;
     pub(crate) const EXIT_IO: u32 = 2;
@@ -315,6 +371,7 @@ pub(crate) mod kvm_run {
     pub(crate) const EXIT_FAIL_ENTRY: u32 = 9;
     pub(crate) const EXIT_INTR: u32 = 10;
     pub(crate) const EXIT_INTERNAL_ERROR: u32 = 17;
+    pub(crate) const EXIT_DEBUG: u32 = 4;
     /// `kvm_run.io.direction`.
     pub(crate) const IO_IN: u8 = 0;
     pub(crate) const IO_OUT: u8 = 1;

@@ -1460,6 +1460,34 @@ impl Shadow {
         (true, ch)
     }
 
+    /// Zaps the current pages built for guest frames in `[first, last)`
+    /// (the tables a deleted or moved slot held, and direct pages there),
+    /// looking at up to `count` arena entries from index `from`. Returns
+    /// the index to go on at (`None` when done) and what changed. Once the
+    /// slot is published invalid and its readers are gone, no page for
+    /// these frames can be created (a fault that would read a table there
+    /// retries), so an index cursor stays valid across lock drops. KVM's
+    /// `kvm_mmu_zap_memslot()` walks the slot's gfns instead; the arena is
+    /// bounded by the page budget, a slot is not.
+    pub(crate) fn zap_gfn_pages(
+        &mut self,
+        first: u64,
+        last: u64,
+        from: usize,
+        count: usize,
+    ) -> (Option<usize>, Changes) {
+        let end = self.slots.len().min(from.saturating_add(count));
+        let mut ch = Changes::default();
+        for i in from..end {
+            let hit = matches!(self.sp(i as u32),
+                Some(sp) if (first..last).contains(&sp.gfn) && self.usable(sp));
+            if hit {
+                ch.merge(self.zap(i as u32));
+            }
+        }
+        ((end < self.slots.len()).then_some(end), ch)
+    }
+
     /// Marks up to `count` frames' lists (shadow and EPT) of the rmap of
     /// the slot at `base_gfn` invalid, from frame index `from`: they can
     /// only be cleared from now on (a fault that would add to one

@@ -73,7 +73,7 @@ use crate::{
             Insn,
             Mode, //
         },
-        msr, pio,
+        kvmclock, msr, pio,
         sregs::{
             cr0,
             efer, //
@@ -106,6 +106,11 @@ const EVENT_TYPE_EXT_INTR: u32 = 0;
 const EVENT_TYPE_NMI: u32 = 2 << 8;
 const NMI_VECTOR: u32 = 2;
 const RFLAGS_IF: u64 = 1 << 9;
+/// RFLAGS.TF: single-step trap after the next instruction.
+const RFLAGS_TF: u64 = 1 << 8;
+/// DR6 (and #DB exit qualification) bits: B0-B3, BD, BS.
+const DR6_BS: u64 = 1 << 14;
+const DR6_HIT_BITS: u64 = 0xf | 1 << 13 | DR6_BS;
 /// Blocking by NMI in the interruptibility state (virtual NMIs).
 const BLOCKING_NMI: u32 = 1 << 3;
 const EVENT_TYPE_MASK: u32 = 7 << 8;
@@ -256,6 +261,7 @@ fn skip(st: &mut State, len: u64) {
     let mask = rip_mask(paging::long_mode(st), st.segs[SEG_CS].ar);
     st.regs.rip = st.regs.rip.wrapping_add(len) & mask;
     st.interruptibility &= !BLOCKING_STI_MOV_SS;
+    st.stepped = true;
 }
 
 /// Hardware CR0 for a guest CR0 (KVM's `vmx_set_cr0` with unrestricted
@@ -526,6 +532,14 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
         return Ok(0);
     }
     loop {
+        // Single-stepping: an instruction rkvm completed (here, or by the
+        // I/O user space just served) ends the step before the guest runs
+        // another one (KVM's "robust single-step").
+        if core::mem::take(&mut st.stepped) && st.single_step {
+            debug_exit(st, area);
+            return Ok(0);
+        }
+        update_clock(vm, st);
         if shim::signal_pending() {
             vcpu.stats.inc(VcpuStat::SignalExits);
             area.set_exit(kr::EXIT_INTR);
@@ -684,7 +698,13 @@ fn enter_guest(
                 insn_len: e.insn_len as u32,
             });
         }
+        let rip_before = st.single_step.then(|| w.read(field::GUEST_RIP));
         match handle_fast(&mut w, st, &mut gprs, &e, vm) {
+            // Single-stepping: an instruction rkvm completed is a step.
+            Fast::Resume if rip_before.is_some_and(|r| r != w.read(field::GUEST_RIP)) => {
+                st.stepped = true;
+                break Outcome::Reopen;
+            }
             Fast::Resume => continue,
             Fast::Leave => break Outcome::Exit(e),
             Fast::Reopen => break Outcome::Reopen,
@@ -787,6 +807,12 @@ fn load_guest(
         c.entry & !crate::vmx::caps::entry::IA32E_MODE
     };
     w.write(field::ENTRY_CONTROLS, u64::from(entry));
+    // Single-stepping: the trap flag's #DB comes to rkvm.
+    let exceptions = if st.single_step {
+        exceptions | 1 << DB_VECTOR
+    } else {
+        exceptions
+    };
     w.write(field::EXCEPTION_BITMAP, exceptions);
     for f in [
         field::PAGE_FAULT_ERROR_CODE_MASK,
@@ -830,7 +856,8 @@ fn load_guest(
     w.write(field::GUEST_DR7, st.debug.dr7);
     w.write(field::GUEST_RSP, st.regs.rsp);
     w.write(field::GUEST_RIP, st.regs.rip);
-    w.write(field::GUEST_RFLAGS, st.regs.rflags);
+    let tf = if st.single_step { RFLAGS_TF } else { 0 };
+    w.write(field::GUEST_RFLAGS, st.regs.rflags | tf);
     w.write(field::GUEST_IA32_EFER, st.efer);
     w.write(field::GUEST_SYSENTER_CS, st.sysenter[0]);
     w.write(field::GUEST_SYSENTER_ESP, st.sysenter[1]);
@@ -851,6 +878,11 @@ fn save_guest(w: &Window<'_>, st: &mut State, g: &[u64; 16], paged: bool) {
     r.rsp = w.read(field::GUEST_RSP);
     r.rip = w.read(field::GUEST_RIP);
     r.rflags = w.read(field::GUEST_RFLAGS);
+    // The trap flag rkvm set for single-stepping is not the guest's (as on
+    // KVM, a guest that sets TF itself while being stepped loses it).
+    if st.single_step {
+        r.rflags &= !RFLAGS_TF;
+    }
     for (v, &s) in VMCS_TO_STATE.iter().enumerate() {
         let (sel, limit, ar, base) = field::guest_seg(v as u32);
         let seg = &mut st.segs[s];
@@ -984,6 +1016,11 @@ fn handle_fast(
             };
             if ok {
                 skip_in_window(w, e.insn_len);
+                // The kvmclock structures are written outside the window,
+                // before the guest runs again.
+                if st.clock.time_pending || st.clock.wall_pending {
+                    return Fast::Reopen;
+                }
                 if e.reason.basic() == reason::WRMSR
                     && index == msr::index::EFER
                     && st.cr0 & cr0::PG != 0
@@ -1046,10 +1083,29 @@ pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
         msr::index::SYSENTER_CS => st.sysenter[0] = v & 0xffff_ffff,
         msr::index::SYSENTER_ESP => st.sysenter[1] = msr::sysenter_address(v),
         msr::index::SYSENTER_EIP => st.sysenter[2] = msr::sysenter_address(v),
-        msr::index::TSC => st.msrs.tsc_offset = v.wrapping_sub(rdtsc()),
-        _ => return st.msrs.set(index, v) == Some(true),
+        msr::index::TSC => {
+            st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
+            st.clock.time_pending = true;
+        }
+        _ => {
+            if st.msrs.set(index, v) != Some(true) {
+                return false;
+            }
+            clock_msr_written(st, index);
+        }
     }
     true
+}
+
+/// After a write of MSR `index`: what the kvmclock owes the guest.
+fn clock_msr_written(st: &mut State, index: u32) {
+    match index {
+        msr::index::KVM_SYSTEM_TIME | msr::index::KVM_SYSTEM_TIME_NEW => {
+            st.clock.time_pending = true
+        }
+        msr::index::KVM_WALL_CLOCK | msr::index::KVM_WALL_CLOCK_NEW => st.clock.wall_pending = true,
+        _ => {}
+    }
 }
 
 /// Guest RDMSR inside the window; `None` means #GP (KVM's answer for an
@@ -1094,6 +1150,7 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
         msr::index::TSC => {
             st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
             w.write(field::TSC_OFFSET, st.msrs.tsc_offset);
+            st.clock.time_pending = st.msrs.kvm_system_time & kvmclock::SYSTEM_TIME_ENABLE != 0;
         }
         msr::index::PAT => {
             st.msrs.pat = v;
@@ -1103,6 +1160,7 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
             if st.msrs.set(index, v) != Some(true) {
                 return false;
             }
+            clock_msr_written(st, index);
             if let Some(i) = crate::vmx::window::SYSCALL_MSRS
                 .iter()
                 .position(|&m| m == index)
@@ -1354,6 +1412,18 @@ fn handle_slow(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Res
             paging::handle_page_fault(vm, st, area, e)
         }
         reason::IO_INSTRUCTION => handle_io(vm, st, area, e),
+        // Intercepted only while single-stepping: a trap-flag #DB (DR6.BS
+        // in the qualification) is the step; any other (a breakpoint of
+        // the guest's own) goes back to the guest with its DR6 bits.
+        reason::EXCEPTION_NMI if e.intr_info & 0xff == DB_VECTOR => {
+            if st.single_step && e.qualification & DR6_BS != 0 {
+                debug_exit(st, area);
+                return Ok(Step::ToUser);
+            }
+            st.debug.dr6 = debugreg::DR6_RESET | (e.qualification & DR6_HIT_BITS);
+            inject_exception(st, DB_VECTOR);
+            Ok(Step::Continue)
+        }
         reason::EPT_VIOLATION => handle_ept_violation(vm, st, area, e),
         _ => {
             area.internal_error(
@@ -1361,6 +1431,54 @@ fn handle_slow(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Res
                 &[u64::from(e.reason.0), u64::from(e.cpu)],
             );
             Ok(Step::ToUser)
+        }
+    }
+}
+
+/// `KVM_EXIT_DEBUG` for a completed single step, as KVM reports one: #DB,
+/// the linear RIP, DR6 with BS set, the guest's DR7.
+fn debug_exit(st: &State, area: &RunArea<'_>) {
+    area.set_exit(kr::EXIT_DEBUG);
+    area.write(kr::DEBUG_EXCEPTION, &DB_VECTOR.to_ne_bytes());
+    let pc = st.segs[SEG_CS].base.wrapping_add(st.regs.rip);
+    area.write(kr::DEBUG_PC, &pc.to_ne_bytes());
+    area.write(kr::DEBUG_DR6, &(debugreg::DR6_RESET | DR6_BS).to_ne_bytes());
+    area.write(kr::DEBUG_DR7, &st.debug.dr7.to_ne_bytes());
+}
+
+/// Writes the kvmclock structures the guest is owed (see `ClockState`),
+/// each with KVM's protocol: an odd version, the data, an even version.
+/// An address no slot backs is not written, as on KVM.
+fn update_clock(vm: &Vm, st: &mut State) {
+    let epoch = vm.clock_epoch();
+    if st.clock.epoch != epoch {
+        st.clock.epoch = epoch;
+        st.clock.time_pending = true;
+    }
+    if core::mem::take(&mut st.clock.wall_pending) && st.msrs.kvm_wall_clock != 0 {
+        let gpa = st.msrs.kvm_wall_clock;
+        let v = st.clock.wall_version | 1;
+        let (clock, real, _) = vm.clock_now();
+        let data = kvmclock::wall_clock(v.wrapping_add(1), real, clock);
+        if vm.write_guest(gpa, &v.to_le_bytes()).is_ok() {
+            let _ = vm.write_guest(gpa + 4, &data[4..]);
+            let _ = vm.write_guest(gpa, &data[..4]);
+            st.clock.wall_version = v.wrapping_add(1);
+        }
+    }
+    if core::mem::take(&mut st.clock.time_pending)
+        && st.msrs.kvm_system_time & kvmclock::SYSTEM_TIME_ENABLE != 0
+    {
+        let gpa = st.msrs.kvm_system_time & !kvmclock::SYSTEM_TIME_ENABLE;
+        let v = st.clock.version | 1;
+        let (clock, _, tsc) = vm.clock_now();
+        let (mul, shift) = kvmclock::scale(u64::from(shim::tsc_khz()) * 1000);
+        let guest_tsc = tsc.wrapping_add(st.msrs.tsc_offset);
+        let data = kvmclock::time_info(v.wrapping_add(1), guest_tsc, clock, mul, shift);
+        if vm.write_guest(gpa, &v.to_le_bytes()).is_ok() {
+            let _ = vm.write_guest(gpa + 4, &data[4..]);
+            let _ = vm.write_guest(gpa, &data[..4]);
+            st.clock.version = v.wrapping_add(1);
         }
     }
 }
@@ -1691,11 +1809,15 @@ impl Vm {
 
     /// Copies `buf` to guest-physical `gpa` (one slot).
     pub(crate) fn write_guest(&self, gpa: u64, buf: &[u8]) -> Result {
-        let hva = self.gpa_to_hva(gpa, buf.len() as u64).ok_or(EFAULT)?;
+        let (slot, hva) = self.gpa_slot(gpa, buf.len() as u64).ok_or(EFAULT)?;
         UserSlice::new(UserPtr::from_addr(hva as usize), buf.len())
             .writer()
             .write_slice(buf)?;
-        self.mark_dirty(gpa, buf.len() as u64)
+        // One slot holds it all: only a logging slot needs the dirty log.
+        if slot.logs_dirty() {
+            self.mark_dirty(gpa, buf.len() as u64)?;
+        }
+        Ok(())
     }
 
     /// Reads up to `buf.len()` instruction bytes at guest address `la`,

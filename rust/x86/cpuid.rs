@@ -197,10 +197,14 @@ pub(crate) fn lookup(entries: &[Entry], function: u32, index: u32) -> [u32; 4] {
 }
 
 /// Leaf 1 EDX bits rkvm can give a guest (when the host has them): FPU,
-/// PSE, TSC, MSR, PAE, CX8, SEP, PGE, CMOV, PAT, PSE-36, CLFLUSH, MMX,
-/// FXSR, SSE, SSE2. Not: VME, DE (MOV DR is not virtualized), MCE/MCA,
-/// APIC (no in-kernel local APIC), MTRR, HTT and the rest.
+/// DE (MOV DR is emulated with CR4.DE's rules), PSE, TSC, MSR, PAE, MCE
+/// and MCA (the machine-check MSRs and `KVM_X86_SETUP_MCE`), CX8, SEP,
+/// PGE, CMOV, PAT, PSE-36, CLFLUSH, MMX, FXSR, SSE, SSE2. Not: VME, APIC
+/// (no in-kernel local APIC), MTRR, HTT and the rest.
 const LEAF1_EDX: u32 = 1
+    | 1 << 2
+    | 1 << 7
+    | 1 << 14
     | 1 << 3
     | 1 << 4
     | 1 << 5
@@ -233,11 +237,18 @@ const EXT1_ECX: u32 = 1 | 1 << 5 | 1 << 8;
 /// long mode (4-level shadow tables). Not RDTSCP.
 const EXT1_EDX: u32 = 1 << 11 | 1 << 20 | 1 << 26 | 1 << 29;
 
+/// KVM's paravirtual CPUID leaves: the signature and the feature bits.
+pub(crate) const KVM_SIGNATURE_LEAF: u32 = 0x4000_0000;
+pub(crate) const KVM_FEATURES_LEAF: u32 = 0x4000_0001;
+
 /// `KVM_GET_SUPPORTED_CPUID`: what rkvm can run, as a table a VMM may
 /// narrow and hand to `KVM_SET_CPUID2`. `host` executes CPUID. Leaves are
-/// limited to those rkvm describes: 0, 1, 7.0, 0x80000000, 0x80000001 and
-/// 0x80000008 (address sizes: the host's physical width, 48 linear bits).
-pub(crate) fn supported(host: impl Fn(u32, u32) -> [u32; 4]) -> [Entry; 6] {
+/// limited to those rkvm describes: 0, 1, 7.0, KVM's paravirtual leaves
+/// 0x40000000 (the "KVMKVMKVM" signature, as KVM: rkvm implements that
+/// interface) and 0x40000001 (only the kvmclock features), 0x80000000,
+/// 0x80000001 and 0x80000008 (address sizes: the host's physical width, 48
+/// linear bits).
+pub(crate) fn supported(host: impl Fn(u32, u32) -> [u32; 4]) -> [Entry; 8] {
     let h0 = host(0, 0);
     let h1 = host(1, 0);
     let h7 = if h0[0] >= 7 { host(7, 0) } else { [0; 4] };
@@ -277,6 +288,23 @@ pub(crate) fn supported(host: impl Fn(u32, u32) -> [u32; 4]) -> [Entry; 6] {
             ],
         ),
         leaf(7, 0, FLAG_SIGNIFICANT_INDEX, [0, h7[1] & LEAF7_EBX, 0, 0]),
+        leaf(
+            KVM_SIGNATURE_LEAF,
+            0,
+            0,
+            [
+                KVM_FEATURES_LEAF,
+                u32::from_le_bytes(*b"KVMK"),
+                u32::from_le_bytes(*b"VMKV"),
+                u32::from_le_bytes(*b"M\0\0\0"),
+            ],
+        ),
+        leaf(
+            KVM_FEATURES_LEAF,
+            0,
+            0,
+            [super::kvmclock::FEATURES, 0, 0, 0],
+        ),
         leaf(0x8000_0000, 0, 0, [0x8000_0008, 0, 0, 0]),
         leaf(
             0x8000_0001,

@@ -46,13 +46,20 @@ pub(crate) mod index {
     pub(crate) const MCG_STATUS: u32 = 0x17a;
     /// IA32_MCG_CTL.
     pub(crate) const MCG_CTL: u32 = 0x17b;
+    /// KVM's kvmclock MSRs (`super::super::kvmclock`): the first pair
+    /// (KVM_FEATURE_CLOCKSOURCE) and the second (CLOCKSOURCE2) are two
+    /// names for the same two registers, as on KVM.
+    pub(crate) const KVM_WALL_CLOCK: u32 = 0x11;
+    pub(crate) const KVM_SYSTEM_TIME: u32 = 0x12;
+    pub(crate) const KVM_WALL_CLOCK_NEW: u32 = 0x4b56_4d00;
+    pub(crate) const KVM_SYSTEM_TIME_NEW: u32 = 0x4b56_4d01;
 }
 
 /// What `KVM_GET_MSR_INDEX_LIST` reports: every MSR `KVM_GET/SET_MSRS`
 /// save and restore (EFER and APIC_BASE travel in `kvm_sregs`, as on KVM,
 /// but are accepted here too). The machine-check banks are not listed:
 /// as on KVM, a VMM finds them through IA32_MCG_CAP.
-pub(crate) const SAVED: [u32; 13] = [
+pub(crate) const SAVED: [u32; 17] = [
     index::SYSENTER_CS,
     index::SYSENTER_ESP,
     index::SYSENTER_EIP,
@@ -66,6 +73,10 @@ pub(crate) const SAVED: [u32; 13] = [
     index::MISC_ENABLE,
     index::MCG_STATUS,
     index::MCG_CTL,
+    index::KVM_WALL_CLOCK,
+    index::KVM_SYSTEM_TIME,
+    index::KVM_WALL_CLOCK_NEW,
+    index::KVM_SYSTEM_TIME_NEW,
 ];
 
 /// IA32_PAT at reset.
@@ -93,6 +104,13 @@ pub(crate) struct Msrs {
     pub(crate) misc_enable: u64,
     /// Guest TSC minus host TSC (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
+    /// MSR_KVM_SYSTEM_TIME(_NEW): the guest address of this vCPU's
+    /// `pvclock_vcpu_time_info`, bit 0 the enable bit.
+    pub(crate) kvm_system_time: u64,
+    /// MSR_KVM_WALL_CLOCK(_NEW): the last address written (KVM keeps one
+    /// per VM; rkvm per vCPU, which differs only when vCPUs read the
+    /// value another one wrote).
+    pub(crate) kvm_wall_clock: u64,
     /// The machine-check MSRs.
     pub(crate) mce: super::mce::Mce,
 }
@@ -108,6 +126,8 @@ impl Default for Msrs {
             pat: PAT_RESET,
             misc_enable: MISC_ENABLE_RESET,
             tsc_offset: 0,
+            kvm_system_time: 0,
+            kvm_wall_clock: 0,
             mce: super::mce::Mce::default(),
         }
     }
@@ -143,7 +163,12 @@ pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
         index::PAT => pat_valid(v),
         // Made canonical instead (see `sysenter_address`).
         index::SYSENTER_ESP | index::SYSENTER_EIP => true,
-        index::STAR
+        // Any address: one no slot backs is simply never written (KVM).
+        index::KVM_WALL_CLOCK
+        | index::KVM_SYSTEM_TIME
+        | index::KVM_WALL_CLOCK_NEW
+        | index::KVM_SYSTEM_TIME_NEW
+        | index::STAR
         | index::MISC_ENABLE
         | index::SYSENTER_CS
         | index::TSC
@@ -164,6 +189,8 @@ impl Msrs {
             index::KERNEL_GS_BASE => self.kernel_gs_base,
             index::PAT => self.pat,
             index::MISC_ENABLE => self.misc_enable,
+            index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => self.kvm_system_time,
+            index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => self.kvm_wall_clock,
             _ => return None,
         })
     }
@@ -179,6 +206,8 @@ impl Msrs {
             index::KERNEL_GS_BASE => &mut self.kernel_gs_base,
             index::PAT => &mut self.pat,
             index::MISC_ENABLE => &mut self.misc_enable,
+            index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => &mut self.kvm_system_time,
+            index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => &mut self.kvm_wall_clock,
             _ => return None,
         };
         if !write_valid(index, v)? {

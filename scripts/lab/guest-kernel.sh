@@ -19,6 +19,10 @@ src="$RKVM_CACHE/linux-$kver"
 "$top/scripts/kernel.sh" >/dev/null
 key=$( { echo "$kver"; cat "$g/config" "$g/init.c"; echo "$LLVM_SUFFIX"; } | sha256sum | cut -c1-16)
 out="$RKVM_CACHE/guest-kernel/$key"
+mkdir -p "$RKVM_CACHE/guest-kernel"
+# One build at a time (make check and a developer's make lab may race).
+exec 9>"$RKVM_CACHE/guest-kernel/.lock"
+flock 9
 if [ -e "$out/.rkvm-built" ]; then
 	echo "$out/arch/x86/boot/bzImage"
 	exit 0

@@ -28,6 +28,11 @@ fn size(s: &str) -> Option<usize> {
         "kvm_x86_mce" => size_of::<KvmX86Mce>(),
         "kvm_xsave" => XSAVE_SIZE,
         "kvm_ioeventfd" => size_of::<KvmIoeventfd>(),
+        "kvm_clock_data" => size_of::<KvmClockData>(),
+        "kvm_guest_debug" => size_of::<KvmGuestDebug>(),
+        "kvm_msi" => size_of::<KvmMsi>(),
+        "kvm_irq_routing" => size_of::<KvmIrqRouting>(),
+        "kvm_enable_cap" => size_of::<KvmEnableCap>(),
         "kvm_msrs" => size_of::<KvmMsrs>(),
         "kvm_msr_entry" => size_of::<KvmMsrEntry>(),
         "kvm_msr_list" => size_of::<u32>(),
@@ -81,6 +86,12 @@ fn offset(s: &str, f: &str) -> Option<usize> {
             "last_dp" => last_dp, "xmm" => xmm, "mxcsr" => mxcsr),
         "kvm_debugregs" => fields!(KvmDebugregs:
             "db" => db, "dr6" => dr6, "dr7" => dr7, "flags" => flags),
+        "kvm_clock_data" => fields!(KvmClockData:
+            "flags" => flags, "realtime" => realtime, "host_tsc" => host_tsc),
+        "kvm_guest_debug" => fields!(KvmGuestDebug: "arch.debugreg" => debugreg),
+        "kvm_msi" => fields!(KvmMsi: "devid" => devid),
+        "kvm_irq_routing" => fields!(KvmIrqRouting: "flags" => flags),
+        "kvm_enable_cap" => fields!(KvmEnableCap: "flags" => flags, "args" => args, "pad" => pad),
         "kvm_xcrs" => fields!(KvmXcrs: "flags" => flags, "xcrs" => xcrs, "padding" => padding),
         "kvm_x86_mce" => fields!(KvmX86Mce: "mcg_status" => mcg_status, "bank" => bank),
         "kvm_ioeventfd" => fields!(KvmIoeventfd:
@@ -138,6 +149,10 @@ fn offset(s: &str, f: &str) -> Option<usize> {
                 "internal.suberror" => INTERNAL_SUBERROR,
                 "internal.ndata" => INTERNAL_NDATA,
                 "internal.data" => INTERNAL_DATA,
+                "debug.arch.exception" => DEBUG_EXCEPTION,
+                "debug.arch.pc" => DEBUG_PC,
+                "debug.arch.dr6" => DEBUG_DR6,
+                "debug.arch.dr7" => DEBUG_DR7,
                 _ => return None,
             })
         }

@@ -27,6 +27,8 @@ pub mod debugreg;
 pub mod decode;
 #[path = "../../vmx/exit.rs"]
 pub mod exit;
+#[path = "../../x86/kvmclock.rs"]
+pub mod kvmclock;
 #[path = "../../x86/mce.rs"]
 pub mod mce;
 #[path = "../../x86/msr.rs"]
@@ -56,6 +58,8 @@ mod cpuid_tests;
 mod decode_tests;
 #[cfg(test)]
 mod exit_tests;
+#[cfg(test)]
+mod kvmclock_tests;
 #[cfg(test)]
 mod msr_tests;
 #[cfg(test)]

@@ -58,3 +58,12 @@ fn sysenter_addresses_are_made_canonical() {
         Some(true)
     );
 }
+
+#[test]
+fn kvmclock_msr_pairs_alias() {
+    let mut m = Msrs::default();
+    assert_eq!(m.set(index::KVM_SYSTEM_TIME_NEW, 0x5001), Some(true));
+    assert_eq!(m.get(index::KVM_SYSTEM_TIME), Some(0x5001));
+    assert_eq!(m.set(index::KVM_WALL_CLOCK, 0x6000), Some(true));
+    assert_eq!(m.get(index::KVM_WALL_CLOCK_NEW), Some(0x6000));
+}
