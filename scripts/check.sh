@@ -110,7 +110,7 @@ stamp "lab: booting VMX ($BOCHS_CPU_VMX x1) and SMP ($BOCHS_CPU_VMX x2) guests, 
 		--mem "$LAB_MEM_MB" --timeout 2700
 	python3 scripts/lab/run.py --outdir build/lab/runs --results "$out/results-side" \
 		--run "qemu:build/lab/qemu.iso:$BOCHS_CPU_VMX:1" \
-		--mem "$LAB_QEMU_MEM_MB" --timeout 2700
+		--mem "$LAB_MEM_MB" --timeout 2700
 ) >"$out/lab-side.log" 2>&1 &
 side=$!
 python3 scripts/lab/run.py --outdir build/lab/runs --results "$results" \
