@@ -3,6 +3,8 @@
 # Install what rkvm needs to build and test. Idempotent and quick when done.
 #   - Debian packages (pinned rustc-web, LLVM 19, Bochs, ISO tools, busybox)
 #   - bindgen-cli from crates.io at a pinned version
+#   - QEMU (qemu-system-x86) from bookworm-backports at a pinned version, for
+#     the lab's qemu boot, without touching the system's apt sources
 #   - the linux-source-7.3 .deb, fetched into the cache without touching the
 #     system's apt sources
 set -euo pipefail
@@ -49,6 +51,29 @@ bindgen_root="$RKVM_CACHE/bindgen-$BINDGEN_VERSION"
 if ! [ -x "$bindgen_root/bin/bindgen" ]; then
 	log "installing bindgen-cli $BINDGEN_VERSION"
 	cargo install -q bindgen-cli --version "$BINDGEN_VERSION" --locked --root "$bindgen_root"
+fi
+
+# QEMU for the lab's qemu boot, from the backports suite of the configured
+# Debian mirror. A private apt configuration (the system's sources plus the
+# backports suite in a sources file of our own, package lists and archives
+# under the cache) resolves it; only the install itself reaches the system.
+have=$(dpkg-query -W -f='${Status} ${Version}' qemu-system-x86 2>/dev/null || true)
+if [ "$have" != "install ok installed $QEMU_VERSION" ]; then
+	log "installing qemu-system-x86 $QEMU_VERSION from $QEMU_SUITE"
+	uri=$(debian_uri) || die "no Debian mirror URI found in /etc/apt/sources.list.d or sources.list"
+	apt=$RKVM_CACHE/qemu-apt
+	mkdir -p "$apt/lists/partial" "$apt/archives/partial"
+	{
+		if [ -e /etc/apt/sources.list ]; then cat /etc/apt/sources.list; fi
+		echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $QEMU_SUITE main"
+	} >"$apt/sources.list"
+	opts=(-o Dir::Etc::SourceList="$apt/sources.list" -o Dir::Etc::SourceParts=/etc/apt/sources.list.d
+		-o Dir::State::Lists="$apt/lists" -o Dir::Cache::Archives="$apt/archives"
+		-o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root)
+	$SUDO apt-get -q "${opts[@]}" update >/dev/null || die "apt-get update with $QEMU_SUITE failed"
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+		"${opts[@]}" -t "$QEMU_SUITE" "qemu-system-x86=$QEMU_VERSION" >/dev/null ||
+		die "qemu-system-x86 $QEMU_VERSION is not installable from $QEMU_SUITE (update QEMU_VERSION in scripts/versions.env)"
 fi
 
 # linux-source-7.3 from the backports suite of the mirror already configured.
