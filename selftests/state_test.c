@@ -275,6 +275,25 @@ asm(GUEST_BEGIN
 	GUEST_END);
 extern const char mtrr16_start[], mtrr16_end[];
 
+/* Real mode: FS base by WRMSR, read back by RDMSR and used by a load. */
+asm(GUEST_BEGIN
+	".code16\n"
+	".global fsb16_start, fsb16_end\n"
+	"fsb16_start:\n"
+	"	mov $0xc0000100, %ecx\n"
+	"	mov $" XSTR(DATA_GPA) ", %eax\n"
+	"	xor %edx, %edx\n"
+	"	wrmsr\n"
+	"	xor %eax, %eax\n"
+	"	rdmsr\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	mov %fs:4, %eax\n"
+	"	out %eax, $" XSTR(PORT) "\n"
+	"	hlt\n"
+	"fsb16_end:\n"
+	GUEST_END);
+extern const char fsb16_start[], fsb16_end[];
+
 /* ---- Helpers ----------------------------------------------------------- */
 
 FIXTURE(state) {
@@ -1229,6 +1248,36 @@ TEST_F(state, mtrr_msrs_as_qemu_uses_them)
 	EXPECT_EQ(0x508U, RUN_OUT(4));
 	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
 	EXPECT_EQ(0xc06ULL, get_msr(_metadata, self->vcpu, 0x2ff));
+}
+
+/* ---- FS/GS base MSRs (Linux's startup_64 writes GS_BASE first thing) ---- */
+
+TEST_F(state, fs_gs_base_and_ucode_rev_msrs)
+{
+	struct kvm_sregs sr;
+	__u32 v = 0x5a5a1234;
+
+	/* IA32_BIOS_SIGN_ID (0x8b), which Linux writes then reads at boot:
+	 * KVM's reset value, host-settable. */
+	EXPECT_EQ(1ULL << 32, get_msr(_metadata, self->vcpu, 0x8b));
+	EXPECT_EQ(1, set_msr(self->vcpu, 0x8b, 0x42ULL << 32));
+	EXPECT_EQ(0x42ULL << 32, get_msr(_metadata, self->vcpu, 0x8b));
+	/* Host side: the MSRs are the sregs' segment bases. */
+	EXPECT_EQ(1, set_msr(self->vcpu, 0xc0000101, 0xffff888000001000ULL));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_SREGS, &sr));
+	EXPECT_EQ(0xffff888000001000ULL, sr.gs.base);
+	EXPECT_EQ(0, set_msr(self->vcpu, 0xc0000100, 0x0000800000000000ULL))
+		TH_LOG("non-canonical");
+	/* Guest side: WRMSR, RDMSR, and a load through the new base. */
+	memcpy(self->mem + DATA_GPA + 4, &v, 4);
+	load(_metadata, self->mem, fsb16_start, fsb16_end);
+	enter(_metadata, self->vcpu, false, 0);
+	EXPECT_EQ((__u32)DATA_GPA, RUN_OUT(4));
+	EXPECT_EQ(v, RUN_OUT(4));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	EXPECT_EQ((__u64)DATA_GPA, get_msr(_metadata, self->vcpu, 0xc0000100));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_SREGS, &sr));
+	EXPECT_EQ((__u64)DATA_GPA, sr.fs.base);
 }
 
 /* ---- Without an in-kernel irqchip --------------------------------------- */

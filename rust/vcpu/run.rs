@@ -81,6 +81,13 @@ use crate::{
     },
 };
 
+/// FS and GS in `State::segs` (the `kvm_sregs` order) and in the VMCS
+/// segment fields (`field::guest_seg`: ES, CS, SS, DS, FS, GS, ...).
+const SEG_FS: usize = 3;
+const SEG_GS: usize = 4;
+const VMCS_FS: u32 = 4;
+const VMCS_GS: u32 = 5;
+
 /// Hardware register numbers (the order of `gprs` and of instruction
 /// encodings).
 const RAX: usize = 0;
@@ -1062,6 +1069,8 @@ fn get_msr(st: &State, index: u32, host: bool) -> Option<u64> {
         msr::index::SYSENTER_ESP => st.sysenter[1],
         msr::index::SYSENTER_EIP => st.sysenter[2],
         msr::index::TSC => rdtsc().wrapping_add(st.msrs.tsc_offset),
+        msr::index::FS_BASE => st.segs[SEG_FS].base,
+        msr::index::GS_BASE => st.segs[SEG_GS].base,
         _ => {
             return st
                 .msrs
@@ -1096,6 +1105,8 @@ pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
             st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
             st.clock.time_pending = true;
         }
+        msr::index::FS_BASE => st.segs[SEG_FS].base = v,
+        msr::index::GS_BASE => st.segs[SEG_GS].base = v,
         _ => {
             if st.msrs.set(index, v) != Some(true) {
                 return false;
@@ -1137,6 +1148,9 @@ fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
         msr::index::SYSENTER_EIP => w.read(field::GUEST_SYSENTER_EIP),
         // SWAPGS changes it without an exit.
         msr::index::KERNEL_GS_BASE => w.guest_kernel_gs_base().unwrap_or(st.msrs.kernel_gs_base),
+        // The guest's segment bases live in the VMCS while it runs.
+        msr::index::FS_BASE => w.read(field::guest_seg(VMCS_FS).3),
+        msr::index::GS_BASE => w.read(field::guest_seg(VMCS_GS).3),
         _ => return get_msr(st, index, false),
     })
 }
@@ -1169,6 +1183,10 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
         msr::index::SYSENTER_CS => w.write(field::GUEST_SYSENTER_CS, v & 0xffff_ffff),
         msr::index::SYSENTER_ESP => w.write(field::GUEST_SYSENTER_ESP, msr::sysenter_address(v)),
         msr::index::SYSENTER_EIP => w.write(field::GUEST_SYSENTER_EIP, msr::sysenter_address(v)),
+        // Asks for the revision to be latched: nothing to do (KVM).
+        msr::index::UCODE_REV => {}
+        msr::index::FS_BASE => w.write(field::guest_seg(VMCS_FS).3, v),
+        msr::index::GS_BASE => w.write(field::guest_seg(VMCS_GS).3, v),
         msr::index::TSC => {
             st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
             w.write(field::TSC_OFFSET, st.msrs.tsc_offset);

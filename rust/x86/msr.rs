@@ -28,6 +28,10 @@ pub(crate) mod index {
     pub(crate) const SYSENTER_EIP: u32 = 0x176;
     /// IA32_MISC_ENABLE.
     pub(crate) const MISC_ENABLE: u32 = 0x1a0;
+    /// IA32_BIOS_SIGN_ID: the microcode revision (bits 63:32). The host
+    /// sets it; a guest write (which asks the CPU to latch the revision)
+    /// changes nothing, as on KVM.
+    pub(crate) const UCODE_REV: u32 = 0x8b;
     /// IA32_PAT.
     pub(crate) const PAT: u32 = 0x277;
     /// IA32_EFER.
@@ -42,6 +46,10 @@ pub(crate) mod index {
     pub(crate) const SFMASK: u32 = 0xc000_0084;
     /// IA32_KERNEL_GS_BASE.
     pub(crate) const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    /// IA32_FS_BASE and IA32_GS_BASE: the FS and GS segment bases (in
+    /// `kvm_sregs` too, so not in the index list, as on KVM).
+    pub(crate) const FS_BASE: u32 = 0xc000_0100;
+    pub(crate) const GS_BASE: u32 = 0xc000_0101;
     /// IA32_MCG_STATUS (the machine-check MSRs are `super::super::mce`'s).
     pub(crate) const MCG_STATUS: u32 = 0x17a;
     /// IA32_MCG_CTL.
@@ -59,7 +67,7 @@ pub(crate) mod index {
 /// save and restore (EFER and APIC_BASE travel in `kvm_sregs`, as on KVM,
 /// but are accepted here too). The machine-check banks are not listed:
 /// as on KVM, a VMM finds them through IA32_MCG_CAP.
-pub(crate) const SAVED: [u32; 17] = [
+pub(crate) const SAVED: [u32; 18] = [
     index::SYSENTER_CS,
     index::SYSENTER_ESP,
     index::SYSENTER_EIP,
@@ -71,6 +79,7 @@ pub(crate) const SAVED: [u32; 17] = [
     index::TSC,
     index::PAT,
     index::MISC_ENABLE,
+    index::UCODE_REV,
     index::MCG_STATUS,
     index::MCG_CTL,
     index::KVM_WALL_CLOCK,
@@ -81,6 +90,8 @@ pub(crate) const SAVED: [u32; 17] = [
 
 /// IA32_PAT at reset.
 pub(crate) const PAT_RESET: u64 = 0x0007_0406_0007_0406;
+/// The microcode revision at reset (KVM's on Intel: revision 1).
+pub(crate) const UCODE_REV_RESET: u64 = 1 << 32;
 /// IA32_MISC_ENABLE at reset (KVM's: PEBS and BTS unavailable).
 pub(crate) const MISC_ENABLE_RESET: u64 = 1 << 11 | 1 << 12;
 
@@ -102,6 +113,8 @@ pub(crate) struct Msrs {
     pub(crate) pat: u64,
     /// IA32_MISC_ENABLE.
     pub(crate) misc_enable: u64,
+    /// IA32_BIOS_SIGN_ID.
+    pub(crate) ucode_rev: u64,
     /// Guest TSC minus host TSC (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
     /// MSR_KVM_SYSTEM_TIME(_NEW): the guest address of this vCPU's
@@ -127,6 +140,7 @@ impl Default for Msrs {
             kernel_gs_base: 0,
             pat: PAT_RESET,
             misc_enable: MISC_ENABLE_RESET,
+            ucode_rev: UCODE_REV_RESET,
             tsc_offset: 0,
             kvm_system_time: 0,
             kvm_wall_clock: 0,
@@ -157,7 +171,9 @@ pub(crate) fn pat_valid(v: u64) -> bool {
 /// the index is not one of them.
 pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
     Some(match index {
-        index::LSTAR | index::CSTAR | index::KERNEL_GS_BASE => canonical(v),
+        index::LSTAR | index::CSTAR | index::KERNEL_GS_BASE | index::FS_BASE | index::GS_BASE => {
+            canonical(v)
+        }
         // Bits 63:32 are reserved on Intel CPUs (WRMSR faults): KVM, which
         // writes the value to the CPU, refuses it the same way.
         index::SFMASK => v >> 32 == 0,
@@ -173,6 +189,7 @@ pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
         | index::KVM_SYSTEM_TIME_NEW
         | index::STAR
         | index::MISC_ENABLE
+        | index::UCODE_REV
         | index::SYSENTER_CS
         | index::TSC
         | index::EFER
@@ -192,6 +209,7 @@ impl Msrs {
             index::KERNEL_GS_BASE => self.kernel_gs_base,
             index::PAT => self.pat,
             index::MISC_ENABLE => self.misc_enable,
+            index::UCODE_REV => self.ucode_rev,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => self.kvm_wall_clock,
             _ => return None,
@@ -209,6 +227,7 @@ impl Msrs {
             index::KERNEL_GS_BASE => &mut self.kernel_gs_base,
             index::PAT => &mut self.pat,
             index::MISC_ENABLE => &mut self.misc_enable,
+            index::UCODE_REV => &mut self.ucode_rev,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => &mut self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => &mut self.kvm_wall_clock,
             _ => return None,

@@ -67,3 +67,11 @@ fn kvmclock_msr_pairs_alias() {
     assert_eq!(m.set(index::KVM_WALL_CLOCK, 0x6000), Some(true));
     assert_eq!(m.get(index::KVM_WALL_CLOCK_NEW), Some(0x6000));
 }
+
+#[test]
+fn ucode_rev_resets_to_kvms_value() {
+    let mut m = Msrs::default();
+    assert_eq!(m.get(index::UCODE_REV), Some(1 << 32));
+    assert_eq!(m.set(index::UCODE_REV, 0x42 << 32), Some(true));
+    assert!(SAVED.contains(&index::UCODE_REV));
+}
