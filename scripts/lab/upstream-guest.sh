@@ -17,6 +17,7 @@
 
 up_timeout=$(cat /upstream/timeout)
 up_round=$(cat /upstream/round)
+up_devices=$(cat /upstream/devices)
 
 # up_run DEVICE FIRST LAST: tests FIRST..LAST of the list (1-based) against
 # whatever /dev/kvm is now.
@@ -93,12 +94,20 @@ first=1
 while [ $first -le $n ]; do
 	last=$((first + up_round - 1))
 	[ $last -gt $n ] && last=$n
-	kvm_load
-	up_run kvm_intel_ept0 $first $last
-	kvm_unload
-	rkvm_load
-	up_run rkvm $first $last
-	rkvm_unload
+	for dev in $up_devices; do
+		case $dev in
+		kvm_intel_ept0)
+			kvm_load
+			up_run kvm_intel_ept0 $first $last
+			kvm_unload
+			;;
+		rkvm)
+			rkvm_load
+			up_run rkvm $first $last
+			rkvm_unload
+			;;
+		esac
+	done
 	first=$((last + 1))
 done
 kmemleak_suite

@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0
 """The table of make lab-upstream, from the lab's TAP log.
 
-    upstream-table.py TAP_LOG LIST
+    upstream-table.py TAP_LOG [TAP_LOG...] LIST
 
 scripts/lab/upstream-guest.sh prints one line per test and device:
     # upstream-result DEVICE TEST RC SECONDS
 RC 0 is a pass, 4 a skip (KSFT_SKIP), "timeout" a test killed at the
 per-test limit, anything else a failure. A test of LIST without a line for a
-device (the boot ended before it) is "not run". Prints an RST simple table,
+device (the boot ended before it) is "not run". Several logs may be
+given (say, one run per device, UPSTREAM_DEVICES): a later log's verdict
+for a (device, test) replaces an earlier one's. Prints an RST simple table,
 test | kvm_intel ept=0 | rkvm, the totals per device, and for each failure
 and skip on rkvm the message of its (last) assertion failure, else the last line
 it printed, which usually names the missing ioctl or capability.
@@ -43,7 +45,7 @@ def cell(rc, secs):
 
 
 def main():
-    tap, listfile = sys.argv[1], sys.argv[2]
+    taps, listfile = sys.argv[1:-1], sys.argv[-1]
     tests = [l.split()[0] for l in open(listfile) if l.strip() and not l.startswith("#")]
     got = {}
     # (device, test) -> the message of the test's last assertion failure
@@ -51,21 +53,24 @@ def main():
     last = {}
     said = asserted = None
     after_pid = False
-    with open(tap, errors="replace") as f:
-        for line in f:
-            line = line.rstrip("\r\n")
-            m = RESULT.match(line)
-            if m:
-                got[(m.group(1), m.group(2))] = (m.group(3), m.group(4))
-                last[(m.group(1), m.group(2))] = asserted or said
-                said = asserted = None
-                after_pid = False
-            elif line.startswith("# ") and not NOISE.search(line):
-                said = line[2:].strip()
-                if after_pid:
-                    asserted, after_pid = said, False
-                elif re.match(r"pid=\d+ tid=\d+", said):
-                    after_pid = True
+    lines = []
+    for tap in taps:
+        with open(tap, errors="replace") as f:
+            lines.extend(f)
+    for line in lines:
+        line = line.rstrip("\r\n")
+        m = RESULT.match(line)
+        if m:
+            got[(m.group(1), m.group(2))] = (m.group(3), m.group(4))
+            last[(m.group(1), m.group(2))] = asserted or said
+            said = asserted = None
+            after_pid = False
+        elif line.startswith("# ") and not NOISE.search(line):
+            said = line[2:].strip()
+            if after_pid:
+                asserted, after_pid = said, False
+            elif re.match(r"pid=\d+ tid=\d+", said):
+                after_pid = True
     rows = []
     totals = {d: {"pass": 0, "skip": 0, "fail": 0, "not run": 0} for d, _ in DEVICES}
     for t in tests:

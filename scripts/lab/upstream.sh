@@ -11,6 +11,9 @@
 #                    running then is killed and counts as failed)
 #   UPSTREAM_ROUND   tests per round (default 8): each round runs on
 #                    kvm_intel, then on rkvm
+#   UPSTREAM_DEVICES the devices to run on (default "kvm_intel_ept0 rkvm");
+#                    one alone gives that column, and upstream-table.py
+#                    merges the logs of several runs
 #   NAME             run name (default upstream): logs in build/lab/runs/NAME
 # Needs the media of `make lab` (the Makefile target builds them first).
 set -euo pipefail
@@ -21,6 +24,8 @@ top=$(cd "$here/../.." && pwd)
 name=${NAME:-upstream}
 per_test=${UPSTREAM_TIMEOUT:-120}
 round=${UPSTREAM_ROUND:-8}
+devices=${UPSTREAM_DEVICES:-kvm_intel_ept0 rkvm}
+ndev=$(echo $devices | wc -w)
 kdir=$("$top/scripts/kernel.sh")
 bin=$("$here/upstream-build.sh" "$kdir")
 lab=$top/build/lab
@@ -47,15 +52,16 @@ done <"$work/list"
 cp "$work/list" "$work/root/upstream/list"
 echo "$per_test" >"$work/root/upstream/timeout"
 echo "$round" >"$work/root/upstream/round"
+echo "$devices" >"$work/root/upstream/devices"
 install -m 755 "$here/init" "$work/root/init"
 install -m 644 "$here/upstream-guest.sh" "$work/root/quick.sh"
 (cd "$work/root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1) >"$work/initrd.gz"
 
 lab_iso "$kdir" "$work/initrd.gz" quick "$lab/quick/$name.iso"
 
-# Bound the boot: every test of both devices at its limit, plus the boot.
-boot_timeout=$((2 * ntests * (per_test + 15) + 900))
-echo "[rkvm] lab-upstream: $ntests tests x 2 devices, ${per_test} s each at most;" \
+# Bound the boot: every test of every device at its limit, plus the boot.
+boot_timeout=$((ndev * ntests * (per_test + 15) + 900))
+echo "[rkvm] lab-upstream: $ntests tests x $ndev device(s) ($devices), ${per_test} s each at most;" \
 	"logs in build/lab/runs/$name"
 # run.py fails the run on any failed test, which is expected here: the
 # verdicts are the table's. Its report (kernel splats included) is kept.
