@@ -13,13 +13,15 @@ mod run;
 use kernel::ffi::c_int;
 
 use kernel::{
-    bindings, new_mutex,
+    bindings, new_condvar, new_mutex, new_spinlock,
     page::Page,
     prelude::*,
     sync::{
         Arc,
         ArcBorrow,
-        Mutex, //
+        CondVar,
+        Mutex,
+        SpinLock, //
     },
     uaccess::{
         UserPtr,
@@ -43,6 +45,10 @@ use crate::{
     x86::{
         cpuid, debugreg,
         decode::Insn,
+        lapic::{
+            self,
+            Lapic, //
+        },
         mce, msr,
         segment::{
             self,
@@ -56,8 +62,6 @@ static VCPU_FOPS: fd::Fops = fd::fops::<VcpuFd>(Some(mmap));
 
 /// CR4.MCE.
 const CR4_MCE: u64 = 1 << 6;
-/// `KVM_MP_STATE_RUNNABLE`.
-const MP_STATE_RUNNABLE: u32 = 0;
 /// RFLAGS bit 1, always set.
 const RFLAGS_FIXED: u64 = 1 << 1;
 /// CR0 at reset: ET, NW, CD.
@@ -133,6 +137,12 @@ struct State {
     stepped: bool,
     /// The kvmclock pages this vCPU owes the guest.
     clock: ClockState,
+    /// The in-kernel APIC has an interrupt the guest cannot take yet: an
+    /// interrupt window is open for it (set in each window's entry).
+    apic_window: bool,
+    /// `KVM_MP_STATE_*`: RUNNABLE, or (with an in-kernel APIC) waiting
+    /// for INIT/SIPI or halted; `KVM_RUN` then waits in the kernel.
+    mp_state: u32,
 }
 
 /// What is left to write of the guest's kvmclock structures.
@@ -234,7 +244,40 @@ impl State {
             single_step: false,
             stepped: false,
             clock: ClockState::default(),
+            apic_window: false,
+            mp_state: abi::mp_state::RUNNABLE,
         }
+    }
+
+    /// INIT (KVM's `kvm_vcpu_reset(vcpu, true)`): the registers return to
+    /// their reset values; CPUID, the MSRs, the APIC base, XCR0 and the
+    /// shadow roots (rebuilt for the new mode on entry) stay.
+    fn init(&mut self, id: u32) {
+        let fresh = State::reset(id);
+        self.regs = fresh.regs;
+        self.segs = fresh.segs;
+        self.gdt = fresh.gdt;
+        self.idt = fresh.idt;
+        self.cr0 = fresh.cr0;
+        self.cr2 = 0;
+        self.cr3 = 0;
+        self.cr4 = 0;
+        self.cr8 = 0;
+        self.efer = 0;
+        self.interruptibility = 0;
+        self.pending_event = None;
+        self.pending = Pending::None;
+        self.irq = None;
+        self.nmi = false;
+        self.debug = debugreg::DebugRegs::default();
+    }
+
+    /// SIPI with `vector`: start in real mode at `vector` * 4 KiB.
+    fn sipi(&mut self, vector: u8) {
+        let cs = &mut self.segs[SEG_CS];
+        cs.selector = u16::from(vector) << 8;
+        cs.base = u64::from(vector) << 12;
+        self.regs.rip = 0;
     }
 
     fn sregs(&self) -> KvmSregs {
@@ -324,14 +367,52 @@ pub(crate) struct Vcpu {
     pub(crate) stats: crate::stats::VcpuStats,
     /// The id string of the vCPU's stats file ("kvm-<pid>/vcpu-<id>").
     pub(crate) stats_id: crate::stats::StatsId,
+    /// The VM has a split irqchip: `apic` is this vCPU's local APIC.
+    has_apic: bool,
+    /// The local APIC and the events other vCPUs and the VMM send it.
+    /// Lock order: `state`, then `apic`; the VM's `routing` and `vcpus`
+    /// may be held when it is taken; nothing is taken under it. Taken
+    /// inside the VMX window too (it never sleeps).
+    #[pin]
+    apic: SpinLock<Apic>,
+    /// Where `KVM_RUN` waits for an event (HLT, INIT/SIPI), with `apic`.
+    #[pin]
+    wake_up: CondVar,
+}
+
+/// A local APIC and what was sent to its vCPU.
+pub(crate) struct Apic {
+    pub(crate) lapic: Lapic,
+    /// An NMI, INIT or SIPI (vector) arrived.
+    pub(crate) nmi: bool,
+    pub(crate) init: bool,
+    pub(crate) sipi: Option<u8>,
 }
 
 impl Vcpu {
     /// A vCPU in the reset state.
-    pub(crate) fn new(id: u32, index: usize, vmcs_revision: u32) -> Result<Arc<Self>> {
+    pub(crate) fn new(
+        id: u32,
+        index: usize,
+        vmcs_revision: u32,
+        has_apic: bool,
+        tsc_offset: u64,
+    ) -> Result<Arc<Self>> {
         let page = || Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
         let pages = [page()?, page()?];
-        let state = State::reset(id);
+        let mut state = State::reset(id);
+        state.msrs.tsc_offset = tsc_offset;
+        // With an in-kernel APIC only the BSP starts running; the others
+        // wait for INIT and SIPI (KVM's `kvm_arch_vcpu_create()`).
+        if has_apic && state.apic_base & APIC_BASE_BSP == 0 {
+            state.mp_state = abi::mp_state::UNINITIALIZED;
+        }
+        let apic = Apic {
+            lapic: Lapic::new(id, state.apic_base),
+            nmi: false,
+            init: false,
+            sipi: None,
+        };
         let hw = VmxPages::new(vmcs_revision)?;
         let stats_id = crate::stats::current_id(Some(id));
         Arc::pin_init(
@@ -343,6 +424,9 @@ impl Vcpu {
                 index,
                 stats: crate::stats::VcpuStats::new(),
                 stats_id,
+                has_apic,
+                apic <- new_spinlock!(apic),
+                wake_up <- new_condvar!(),
             }),
             GFP_KERNEL_ACCOUNT,
         )
@@ -351,6 +435,54 @@ impl Vcpu {
     /// The vCPU id given to `KVM_CREATE_VCPU`.
     pub(crate) fn id(&self) -> u32 {
         self.id
+    }
+
+    /// Its index in the VM's vCPU table (creation order).
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Whether a message for `dest` reaches this vCPU's APIC (not its own
+    /// message).
+    pub(crate) fn apic_matches(&self, dest: lapic::Dest) -> bool {
+        self.has_apic && self.apic.lock().lapic.matches(dest, false)
+    }
+
+    /// Hands `msg` to this vCPU's APIC if it is for it (`is_self`: this
+    /// vCPU sent it). Fixed and lowest-priority interrupts go to IRR (and
+    /// are dropped by a disabled APIC), NMI, INIT and SIPI are noted for
+    /// `KVM_RUN`; SMI and ExtINT are not supported and dropped. Returns
+    /// whether the APIC was a destination.
+    pub(crate) fn deliver(&self, msg: lapic::Message, is_self: bool) -> bool {
+        if !self.has_apic {
+            return false;
+        }
+        let mut a = self.apic.lock();
+        if !a.lapic.matches(msg.dest, is_self) {
+            return false;
+        }
+        match msg.mode {
+            lapic::mode::FIXED | lapic::mode::LOWEST => {
+                a.lapic.accept(msg.vector, msg.level);
+            }
+            lapic::mode::NMI => a.nmi = true,
+            lapic::mode::INIT => a.init = true,
+            lapic::mode::SIPI => a.sipi = Some(msg.vector),
+            _ => {}
+        }
+        true
+    }
+
+    /// Wakes `KVM_RUN` if it waits for an event.
+    pub(crate) fn wake(&self) {
+        self.wake_up.notify_all();
+    }
+
+    /// IA32_APIC_BASE changed (by `state`'s owner): the APIC follows.
+    fn apic_base_changed(&self, base: u64) {
+        if self.has_apic {
+            self.apic.lock().lapic.set_base(base);
+        }
     }
 }
 
@@ -383,12 +515,23 @@ impl fd::FdObject for VcpuFd {
                 vcpu.state.lock().regs = regs;
             }
             abi::KVM_GET_SREGS => {
-                let sregs = vcpu.state.lock().sregs();
+                let mut st = vcpu.state.lock();
+                if vcpu.has_apic {
+                    st.cr8 = vcpu.apic.lock().lapic.cr8();
+                }
+                let sregs = st.sregs();
+                drop(st);
                 user(size_of::<KvmSregs>()).writer().write(&sregs)?;
             }
             abi::KVM_SET_SREGS => {
                 let sregs = user(size_of::<KvmSregs>()).reader().read::<KvmSregs>()?;
-                vcpu.state.lock().set_sregs(&sregs)?;
+                let mut st = vcpu.state.lock();
+                st.set_sregs(&sregs)?;
+                vcpu.apic_base_changed(st.apic_base);
+                if vcpu.has_apic {
+                    // CR8 is the APIC's TPR.
+                    vcpu.apic.lock().lapic.set_cr8(st.cr8);
+                }
             }
             // No KVM_SET_TSC_KHZ yet: every guest TSC runs at the host's.
             abi::KVM_GET_TSC_KHZ => return Ok(crate::shim::tsc_khz() as isize),
@@ -499,21 +642,70 @@ impl fd::FdObject for VcpuFd {
                     mce::Injected::TripleFault => st.triple_fault = true,
                 }
             }
-            // No in-kernel local APIC: a vCPU is always runnable (HLT exits
-            // to user space), and only RUNNABLE may be set, as on KVM.
+            // Without an in-kernel APIC a vCPU is always runnable (HLT
+            // exits to user space) and only RUNNABLE may be set, as on KVM.
             abi::KVM_GET_MP_STATE => {
-                let _st = vcpu.state.lock();
-                user(size_of::<u32>()).writer().write(&MP_STATE_RUNNABLE)?;
+                let mp = vcpu.state.lock().mp_state;
+                user(size_of::<u32>()).writer().write(&mp)?;
             }
             abi::KVM_SET_MP_STATE => {
-                if user(size_of::<u32>()).reader().read::<u32>()? != MP_STATE_RUNNABLE {
+                let mp = user(size_of::<u32>()).reader().read::<u32>()?;
+                set_mp_state(vcpu, mp)?;
+            }
+            abi::KVM_GET_LAPIC => {
+                if !vcpu.has_apic {
                     return Err(EINVAL);
                 }
+                let mut page = [0u8; abi::LAPIC_SIZE];
+                let format = this.vm.x2apic_format();
+                vcpu.apic
+                    .lock()
+                    .lapic
+                    .get_state(run::now_ns(), format, &mut page);
+                user(abi::LAPIC_SIZE).writer().write_slice(&page)?;
+            }
+            abi::KVM_SET_LAPIC => {
+                if !vcpu.has_apic {
+                    return Err(EINVAL);
+                }
+                let mut page = [0u8; abi::LAPIC_SIZE];
+                user(abi::LAPIC_SIZE).reader().read_slice(&mut page)?;
+                let format = this.vm.x2apic_format();
+                let _st = vcpu.state.lock();
+                vcpu.apic
+                    .lock()
+                    .lapic
+                    .set_state(&page, run::now_ns(), format)
+                    .map_err(|_| EINVAL)?;
+                this.vm.kick(vcpu);
             }
             _ => return Err(EINVAL),
         }
         Ok(0)
     }
+}
+
+/// `KVM_SET_MP_STATE` (KVM's `kvm_arch_vcpu_ioctl_set_mpstate()`):
+/// RUNNABLE always; with an in-kernel APIC also UNINITIALIZED,
+/// INIT_RECEIVED, HALTED and SIPI_RECEIVED (which becomes INIT_RECEIVED
+/// with a SIPI waiting, as on KVM); EINVAL for anything else.
+fn set_mp_state(vcpu: &Vcpu, mp: u32) -> Result {
+    use abi::mp_state::*;
+    let ok = mp == RUNNABLE
+        || (vcpu.has_apic && matches!(mp, UNINITIALIZED | INIT_RECEIVED | HALTED | SIPI_RECEIVED));
+    if !ok {
+        return Err(EINVAL);
+    }
+    let mut st = vcpu.state.lock();
+    if mp == SIPI_RECEIVED {
+        st.mp_state = INIT_RECEIVED;
+        let mut a = vcpu.apic.lock();
+        let v = a.sipi.unwrap_or(0);
+        a.sipi = Some(v);
+    } else {
+        st.mp_state = mp;
+    }
+    Ok(())
 }
 
 /// `KVM_SET_GUEST_DEBUG` (KVM's `kvm_arch_vcpu_ioctl_set_guest_debug()`):
@@ -573,6 +765,9 @@ fn msrs_io(vcpu: &Vcpu, arg: usize, set: bool) -> Result<isize> {
             break;
         }
         done += 1;
+    }
+    if set {
+        vcpu.apic_base_changed(st.apic_base);
     }
     drop(st);
     if !set {
@@ -650,6 +845,10 @@ fn set_cpuid2(vcpu: &Vcpu, arg: usize) -> Result {
         return Err(EINVAL);
     }
     let mut st = vcpu.state.lock();
+    if vcpu.has_apic {
+        let x2apic = cpuid::guest_cpu(&entries).x2apic;
+        vcpu.apic.lock().lapic.set_cpuid(x2apic);
+    }
     if st.ran {
         let (cr4, apic_base) = (st.cr4, st.apic_base);
         cpuid::update_runtime(&mut entries, cr4, apic_base);

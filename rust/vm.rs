@@ -9,8 +9,10 @@
 
 use core::sync::atomic::{
     fence,
+    AtomicBool,
     AtomicI32,
     AtomicPtr,
+    AtomicU32,
     AtomicU64,
     Ordering, //
 };
@@ -55,6 +57,7 @@ use crate::{
         VcpuFd, //
     },
     vmx::caps::VmxCaps,
+    x86::lapic,
 };
 
 static VM_FOPS: fd::Fops = fd::fops::<Vm>(None);
@@ -137,15 +140,44 @@ pub(crate) struct Vm {
     /// (wrapping; KVM's `kvmclock_offset`). It starts at 0 when the VM is
     /// created; `KVM_SET_CLOCK` moves it.
     clock_offset: AtomicU64,
-    /// KVM quirks user space disabled (`KVM_CAP_DISABLE_QUIRKS2`; only
-    /// `KVM_X86_QUIRK_SLOT_ZAP_ALL` exists in rkvm).
+    /// KVM quirks user space disabled (`KVM_CAP_DISABLE_QUIRKS2`; see
+    /// `abi::quirks` for those rkvm has).
     quirks_disabled: AtomicU64,
+    /// The TSC offset of the first vCPU, which later ones start with
+    /// (KVM's `cur_tsc_offset` from `kvm_synchronize_tsc(vcpu, NULL)`).
+    first_tsc_offset: AtomicU64,
     /// A copy of `Shadow`'s host-invalidation sequence for lockless
     /// readers (see `Vm::inval_seq`).
     inval_seq: AtomicU64,
     /// Moves on every `KVM_SET_CLOCK`: each vCPU then rewrites its
     /// `pvclock_vcpu_time_info` before it next enters the guest.
     clock_epoch: AtomicU64,
+    /// `KVM_CAP_SPLIT_IRQCHIP` is enabled: every vCPU has an in-kernel
+    /// local APIC. Set once, under `vcpus` and only while there is no
+    /// vCPU, so a vCPU's `has_apic` always agrees with it.
+    split_irqchip: AtomicBool,
+    /// `KVM_CAP_X2APIC_API` with KVM_X2APIC_API_USE_32BIT_IDS: the APIC
+    /// state ioctls carry x2APIC ids as 32 bits.
+    x2apic_format: AtomicBool,
+    /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not set, the default bound).
+    /// Set once, under `vcpus`.
+    max_vcpu_ids: AtomicU32,
+    /// The MSI routes of `KVM_SET_GSI_ROUTING` and the I/O APIC pins user
+    /// space reserved (a leaf lock but for the vCPUs' `apic` locks, taken
+    /// under it).
+    #[pin]
+    routing: Mutex<Routing>,
+}
+
+/// The GSI routing of a split irqchip: only MSI routes exist (the I/O
+/// APIC and PIC live in user space). Model: `kvm_scan_ioapic_routes()` in
+/// `arch/x86/kvm/irq.c`.
+#[derive(Default)]
+struct Routing {
+    /// GSIs below this are I/O APIC pins (`KVM_ENABLE_CAP` argument).
+    pins: u32,
+    /// (gsi, address, data) of each MSI route.
+    msi: KVec<(u32, u64, u32)>,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -183,6 +215,11 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             clock_epoch: AtomicU64::new(0),
             inval_seq: AtomicU64::new(0),
             quirks_disabled: AtomicU64::new(0),
+            first_tsc_offset: AtomicU64::new(0),
+            split_irqchip: AtomicBool::new(false),
+            x2apic_format: AtomicBool::new(false),
+            max_vcpu_ids: AtomicU32::new(0),
+            routing <- new_mutex!(Routing::default()),
         }),
         GFP_KERNEL_ACCOUNT,
     )?;
@@ -653,18 +690,30 @@ impl Vm {
     }
 
     fn create_vcpu(self: &Arc<Self>, id: usize) -> Result<isize> {
+        let mut vcpus = self.vcpus.lock();
+        let bound = match self.max_vcpu_ids.load(Ordering::Relaxed) {
+            0 => abi::MAX_VCPUS,
+            n => n,
+        };
         let id = u32::try_from(id)
             .ok()
-            .filter(|id| *id < abi::MAX_VCPUS)
+            .filter(|id| *id < bound)
             .ok_or(EINVAL)?;
-        let mut vcpus = self.vcpus.lock();
         if vcpus.len() >= abi::MAX_VCPUS as usize {
             return Err(EINVAL);
         }
         if vcpus.iter().any(|v| v.id() == id) {
             return Err(EEXIST);
         }
-        let vcpu = Vcpu::new(id, vcpus.len(), self.caps.revision_id)?;
+        let apic = self.split_irqchip.load(Ordering::Relaxed);
+        // Guest TSC 0 at the first vCPU's creation; the others match it.
+        if vcpus.is_empty() {
+            let tsc = crate::shim::clock_read().2;
+            self.first_tsc_offset
+                .store(tsc.wrapping_neg(), Ordering::Relaxed);
+        }
+        let tsc_offset = self.first_tsc_offset.load(Ordering::Relaxed);
+        let vcpu = Vcpu::new(id, vcpus.len(), self.caps.revision_id, apic, tsc_offset)?;
         vcpus.reserve(1, GFP_KERNEL_ACCOUNT)?;
         let vcpu_fd = Arc::new(
             VcpuFd {
@@ -682,6 +731,11 @@ impl Vm {
 }
 
 impl Vm {
+    /// Whether user space disabled quirk `q` (`abi::quirks`).
+    pub(crate) fn quirk_disabled(&self, q: u64) -> bool {
+        self.quirks_disabled.load(Ordering::Relaxed) & q != 0
+    }
+
     /// `KVM_ENABLE_CAP` on the VM (KVM's `kvm_vm_ioctl_enable_cap()`):
     /// only the quirk switches. `KVM_CAP_DISABLE_QUIRKS2` refuses quirks
     /// rkvm does not have; the older `KVM_CAP_DISABLE_QUIRKS` ignores them.
@@ -691,6 +745,35 @@ impl Vm {
         if cap.flags != 0 {
             return Err(EINVAL);
         }
+        match cap.cap {
+            abi::CAP_SPLIT_IRQCHIP => return self.enable_split_irqchip(cap.args[0]),
+            // KVM: at most its own bound, and once (the same value again
+            // is accepted).
+            abi::CAP_MAX_VCPU_ID => {
+                if cap.args[0] > u64::from(abi::MAX_VCPUS) {
+                    return Err(EINVAL);
+                }
+                let _vcpus = self.vcpus.lock();
+                let n = cap.args[0] as u32;
+                return match self.max_vcpu_ids.load(Ordering::Relaxed) {
+                    0 => {
+                        self.max_vcpu_ids.store(n, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    cur if cur == n => Ok(()),
+                    _ => Err(EINVAL),
+                };
+            }
+            abi::CAP_X2APIC_API => {
+                if cap.args[0] & !abi::X2APIC_API_VALID != 0 {
+                    return Err(EINVAL);
+                }
+                let on = cap.args[0] & abi::X2APIC_API_USE_32BIT_IDS != 0;
+                self.x2apic_format.store(on, Ordering::Relaxed);
+                return Ok(());
+            }
+            _ => {}
+        }
         let bits = match cap.cap {
             dq::V2 if cap.args[0] & !quirks::SUPPORTED != 0 => return Err(EINVAL),
             dq::V1 | dq::V2 => cap.args[0] & quirks::SUPPORTED,
@@ -699,6 +782,123 @@ impl Vm {
         // Serialized with slot updates, which read it.
         let _slots = self.slots.lock();
         self.quirks_disabled.fetch_or(bits, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The split irqchip: in-kernel local APICs (`crate::x86::lapic`), MSIs
+/// and IPIs between them, and the EOIs user space's I/O APIC hears of.
+/// Model: `kvm_vm_ioctl_enable_cap()` in `arch/x86/kvm/x86.c`,
+/// `kvm_irq_delivery_to_apic()` in `arch/x86/kvm/lapic.c`.
+impl Vm {
+    /// `KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP, pins)`: EINVAL for more
+    /// pins than routes (4096), EEXIST once enabled or once a vCPU exists
+    /// (KVM's order and errnos).
+    fn enable_split_irqchip(&self, pins: u64) -> Result {
+        if pins > u64::from(abi::MAX_IRQ_ROUTES) {
+            return Err(EINVAL);
+        }
+        let vcpus = self.vcpus.lock();
+        if self.split_irqchip.load(Ordering::Relaxed) || !vcpus.is_empty() {
+            return Err(EEXIST);
+        }
+        self.routing.lock().pins = pins as u32;
+        self.split_irqchip.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn x2apic_format(&self) -> bool {
+        self.x2apic_format.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn has_irqchip(&self) -> bool {
+        self.split_irqchip.load(Ordering::Relaxed)
+    }
+
+    /// Sends `msg` to every local APIC it is for (`sender`: the index of
+    /// the vCPU whose ICR sent it). A lowest-priority message goes to the
+    /// first APIC that matches (KVM arbitrates by priority; rkvm does
+    /// not). Returns how many APICs took it.
+    pub(crate) fn deliver(&self, msg: lapic::Message, sender: Option<usize>) -> usize {
+        let vcpus = self.vcpus.lock();
+        let mut n = 0;
+        for v in vcpus.iter() {
+            if !v.deliver(msg, sender == Some(v.index())) {
+                continue;
+            }
+            n += 1;
+            self.kick(v);
+            if msg.mode == lapic::mode::LOWEST {
+                break;
+            }
+        }
+        n
+    }
+
+    /// Makes vCPU `v` look at its APIC: wakes it if it waits, and kicks it
+    /// out of its VMX window if it runs (the window checks the APIC after
+    /// publishing `running`, see `Window::open`).
+    pub(crate) fn kick(&self, v: &Vcpu) {
+        v.wake();
+        fence(Ordering::SeqCst);
+        let cpu = self.running[v.index()].load(Ordering::SeqCst);
+        if cpu >= 0 {
+            shim::kick_cpu(cpu);
+        }
+    }
+
+    /// Whether an EOI of `vector` by vCPU `v` goes to user space
+    /// (`KVM_EXIT_IOAPIC_EOI`): some MSI route of an I/O APIC pin sends it
+    /// level-triggered to `v`.
+    pub(crate) fn eoi_exits(&self, v: &Vcpu, vector: u8) -> bool {
+        let routing = self.routing.lock();
+        routing.msi.iter().any(|&(gsi, address, data)| {
+            let m = lapic::msi_message(address, data);
+            gsi < routing.pins && m.level && m.vector == vector && v.apic_matches(m.dest)
+        })
+    }
+
+    /// `KVM_SIGNAL_MSI`: EINVAL without the irqchip or with flags other
+    /// than KVM_MSI_VALID_DEVID (a device id, which x86 ignores); the
+    /// number of APICs that took it (0 for none, as KVM).
+    fn signal_msi(&self, msi: &abi::KvmMsi) -> Result<isize> {
+        if !self.has_irqchip() || msi.flags & !abi::MSI_VALID_DEVID != 0 {
+            return Err(EINVAL);
+        }
+        let address = u64::from(msi.address_hi) << 32 | u64::from(msi.address_lo);
+        Ok(self.deliver(lapic::msi_message(address, msi.data), None) as isize)
+    }
+
+    /// `KVM_SET_GSI_ROUTING`: all or nothing; EINVAL without the irqchip,
+    /// for flags, more than 4096 entries, a GSI out of range, entry flags
+    /// but KVM_MSI_VALID_DEVID, and any type but MSI (irqchip pins are user space's with a split
+    /// irqchip).
+    fn set_gsi_routing(&self, arg: usize) -> Result {
+        let head = UserSlice::new(UserPtr::from_addr(arg), size_of::<abi::KvmIrqRouting>())
+            .reader()
+            .read::<abi::KvmIrqRouting>()?;
+        if !self.has_irqchip() || head.flags != 0 || head.nr > abi::MAX_IRQ_ROUTES {
+            return Err(EINVAL);
+        }
+        let n = head.nr as usize;
+        let mut reader = UserSlice::new(
+            UserPtr::from_addr(abi::entries_addr(arg)?),
+            n * size_of::<abi::KvmIrqRoutingEntry>(),
+        )
+        .reader();
+        let mut msi = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+        for _ in 0..n {
+            let e = reader.read::<abi::KvmIrqRoutingEntry>()?;
+            if e.gsi >= abi::MAX_IRQ_ROUTES
+                || e.flags & !abi::MSI_VALID_DEVID != 0
+                || e.kind != abi::IRQ_ROUTING_MSI
+            {
+                return Err(EINVAL);
+            }
+            let address = u64::from(e.address_hi) << 32 | u64::from(e.address_lo);
+            msi.push((e.gsi, address, e.data), GFP_KERNEL_ACCOUNT)?;
+        }
+        self.routing.lock().msi = msi;
         Ok(())
     }
 }
@@ -827,17 +1027,15 @@ impl fd::FdObject for Vm {
                 this.set_clock(&data)?;
                 Ok(0)
             }
-            // Both need an in-kernel irqchip, which rkvm does not have:
-            // KVM, without one, reads the argument and answers EINVAL.
-            abi::KVM_SIGNAL_MSI | abi::KVM_SET_GSI_ROUTING => {
-                let size = if cmd == abi::KVM_SIGNAL_MSI {
-                    size_of::<abi::KvmMsi>()
-                } else {
-                    size_of::<abi::KvmIrqRouting>()
-                };
-                let mut arg_copy = [0u8; size_of::<abi::KvmMsi>()];
-                user(size).reader().read_slice(&mut arg_copy[..size])?;
-                Err(EINVAL)
+            abi::KVM_SIGNAL_MSI => {
+                let msi = user(size_of::<abi::KvmMsi>())
+                    .reader()
+                    .read::<abi::KvmMsi>()?;
+                this.signal_msi(&msi)
+            }
+            abi::KVM_SET_GSI_ROUTING => {
+                this.set_gsi_routing(arg)?;
+                Ok(0)
             }
             // KVM's `kvm_arch_vm_ioctl()` answers what it does not know
             // with ENOTTY (the system fd's unknown ioctls get EINVAL).

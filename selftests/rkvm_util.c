@@ -135,3 +135,26 @@ struct kvm_cpuid2 *rkvm_supported_cpuid(int dev)
 	free(c);
 	return NULL;
 }
+
+int rkvm_msrs(int fd, unsigned long req, struct kvm_msr_entry *e, unsigned int n)
+{
+	struct {
+		struct kvm_msrs hdr;
+		struct kvm_msr_entry e[16];
+	} m = { .hdr.nmsrs = n };
+	int r;
+
+	if (n > 16)
+		return -1;
+	memcpy(m.e, e, n * sizeof(*e));
+	r = ioctl(fd, req, &m);
+	memcpy(e, m.e, n * sizeof(*e));
+	return r;
+}
+
+int rkvm_set_msr(int fd, unsigned int index, unsigned long long v)
+{
+	struct kvm_msr_entry e = { .index = index, .data = v };
+
+	return rkvm_msrs(fd, KVM_SET_MSRS, &e, 1);
+}

@@ -39,4 +39,11 @@ bool kmsg_find(int fd, const char *needle, char *seen, size_t len);
 struct kvm_cpuid2;
 struct kvm_cpuid2 *rkvm_supported_cpuid(int dev);
 
+/* KVM_GET_MSRS or KVM_SET_MSRS (`req`) of `n` entries (at most 16) on the
+ * vCPU fd: returns the ioctl's result (entries processed, or -1). */
+struct kvm_msr_entry;
+int rkvm_msrs(int fd, unsigned long req, struct kvm_msr_entry *e, unsigned int n);
+/* KVM_SET_MSRS of one MSR: 1 if it was set, 0 if refused. */
+int rkvm_set_msr(int fd, unsigned int index, unsigned long long v);
+
 #endif

@@ -1688,21 +1688,6 @@ TEST_F(run, mp_state_is_runnable_only)
 	EXPECT_EQ(0, ioctl(self->vcpu.fd, KVM_SET_MP_STATE, &mp));
 }
 
-/* KVM_GET_MSRS/KVM_SET_MSRS of `n` entries; returns the ioctl's result. */
-static int msrs_io(int fd, unsigned long req, struct kvm_msr_entry *e, unsigned int n)
-{
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[8];
-	} m = { .hdr.nmsrs = n };
-	int r;
-
-	memcpy(m.e, e, n * sizeof(*e));
-	r = ioctl(fd, req, &m);
-	memcpy(e, m.e, n * sizeof(*e));
-	return r;
-}
-
 /*
  * Guest RDMSR/WRMSR and KVM_GET/SET_MSRS see one set of MSRs; an MSR that
  * does not exist raises #GP in the guest.
@@ -1712,7 +1697,7 @@ TEST_F(run, msrs_guest_and_host_agree)
 	struct kvm_msr_entry lstar = { .index = 0xc0000082, .data = 0xffffffff81000000ULL };
 	struct kvm_msr_entry star = { .index = 0xc0000081 };
 
-	ASSERT_EQ(1, msrs_io(self->vcpu.fd, KVM_SET_MSRS, &lstar, 1));
+	ASSERT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_SET_MSRS, &lstar, 1));
 	load_code(_metadata, &self->vm, CODE_GPA, msr16_start, msr16_end);
 	vcpu_enter(_metadata, &self->vcpu, REAL_MODE, CODE_GPA);
 	EXPECT_EQ(0x00070406U, io_value(run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT,
@@ -1723,7 +1708,7 @@ TEST_F(run, msrs_guest_and_host_agree)
 						      4, MSR_PORT + 1), 4));
 	run_expect_mark(_metadata, &self->vcpu, MSR_GP_MARK);
 	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
-	ASSERT_EQ(1, msrs_io(self->vcpu.fd, KVM_GET_MSRS, &star, 1));
+	ASSERT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, &star, 1));
 	EXPECT_EQ(0x2222222211111111ULL, star.data);
 }
 
@@ -1755,14 +1740,14 @@ TEST_F(run, msr_ioctls_follow_kvm_protocols)
 		;
 	EXPECT_GT(n, i) TH_LOG("IA32_PAT is not in the index list");
 
-	EXPECT_EQ(1, msrs_io(self->vcpu.fd, KVM_SET_MSRS, e, 3));
+	EXPECT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_SET_MSRS, e, 3));
 	e[0].data = 0;
-	EXPECT_EQ(1, msrs_io(self->vcpu.fd, KVM_GET_MSRS, e, 1));
+	EXPECT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, e, 1));
 	EXPECT_EQ(0x0006040600070406ULL, e[0].data);
 	e[0] = (struct kvm_msr_entry){ .index = 0xc0000082, .data = 0x0000800000000000ULL };
-	EXPECT_EQ(0, msrs_io(self->vcpu.fd, KVM_SET_MSRS, e, 1)) TH_LOG("non-canonical LSTAR");
+	EXPECT_EQ(0, rkvm_msrs(self->vcpu.fd, KVM_SET_MSRS, e, 1)) TH_LOG("non-canonical LSTAR");
 	e[0] = (struct kvm_msr_entry){ .index = MSR_UNKNOWN };
-	EXPECT_EQ(0, msrs_io(self->vcpu.fd, KVM_GET_MSRS, e, 1));
+	EXPECT_EQ(0, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, e, 1));
 	errno = 0;
 	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_GET_MSRS, &big));
 	EXPECT_EQ(E2BIG, errno);
@@ -2330,6 +2315,326 @@ TEST(slot_delete_while_running)
 	vcpu_destroy(&p.vcpu);
 	vm_destroy(&vm);
 	munmap(page, 4096);
+}
+
+/*
+ * REP INSB whose count user space changes between the exit and the next
+ * KVM_RUN. The guest is "rep insb; hlt" with EDI, ECX = 2 and DX set by
+ * the host; the first exit asks for both bytes. User space supplies them,
+ * then rewrites RCX with KVM_SET_REGS before resuming:
+ *   - lowered to 1: only one element is completed (KVM's emulator reads
+ *     ahead min(RCX, ...) elements), so one byte lands, RCX = 0 and RDI
+ *     moved by one; the same with DF=1, where the byte lands at RDI;
+ *   - 0: nothing is written and RDI stays; rkvm completes the instruction,
+ *     kvm_intel keeps reporting the same exit (see below);
+ *   - raised to 4: the guest must end with RCX = 0 and RDI moved by 4, the
+ *     two bytes user space gave first in place (KVM fills the other two
+ *     from its read-ahead buffer in the same KVM_RUN; an implementation may
+ *     instead ask for them with further exits, which this test answers).
+ * Nothing past the run may be written, and the vCPU must not get stuck
+ * (rkvm used to overflow a subtraction in the kernel on the lowered count).
+ */
+#define RINS_PORT	0x80
+#define RINS_CANARY	0xcc
+asm(GUEST_BEGIN
+	".code32\n"
+	".global rins32_start, rins32_after_hlt, rins32_end\n"
+	"rins32_start:\n"
+	"	rep insb\n"
+	"	hlt\n"
+	"rins32_after_hlt:\n"
+	"rins32_end:\n"
+	GUEST_END);
+extern const char rins32_start[], rins32_after_hlt[], rins32_end[];
+
+TEST(rep_ins_with_rcx_changed_by_user_space)
+{
+	static const struct {
+		const char *name;
+		bool df;
+		__u64 new_rcx;
+	} cases[] = {
+		{ "lowered", false, 1 },
+		{ "zeroed", false, 0 },
+		{ "raised", false, 4 },
+		{ "lowered_df", true, 1 },
+	};
+	const __u8 first[2] = { 0x11, 0x22 };
+	unsigned int i, j;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		/* DF=1 stores from RDI down: start inside the page. */
+		__u64 rdi = cases[i].df ? BUF_GPA + 0x10 : BUF_GPA;
+		__u64 n = cases[i].new_rcx;
+		__u64 lo = cases[i].df ? rdi + 1 - n : rdi;	/* bytes [lo, lo + n) written */
+		unsigned int k;
+		bool stopped;
+		struct kvm_regs regs;
+		struct kvm_run *run;
+		struct vcpu vcpu;
+		struct vm vm;
+		char why[128];
+		__u8 *buf;
+
+		TH_LOG("case %s", cases[i].name);
+		vm_create(_metadata, &vm, MEM_SIZE);
+		vcpu_create(_metadata, &vm, 0, &vcpu);
+		run = vcpu.run;
+		buf = (__u8 *)vm.mem + BUF_GPA;
+		memset(buf, RINS_CANARY, 0x40);
+		load_code(_metadata, &vm, CODE_GPA, rins32_start, rins32_end);
+		vcpu_enter(_metadata, &vcpu, FLAT32, CODE_GPA);
+		get_regs(_metadata, &vcpu, &regs);
+		regs.rdi = rdi;
+		regs.rcx = 2;
+		regs.rdx = RINS_PORT;
+		if (cases[i].df)
+			regs.rflags |= 0x400;
+		set_regs(_metadata, &vcpu, &regs);
+
+		run_expect(_metadata, &vcpu, KVM_EXIT_IO);
+		ASSERT_TRUE(run->io.direction == KVM_EXIT_IO_IN && run->io.size == 1 &&
+			    run->io.port == RINS_PORT && run->io.count == 2)
+			TH_LOG("%s: want in size 1 port %#x count 2, got %s", cases[i].name,
+			       RINS_PORT, exit_str(run, why, sizeof(why)));
+		memcpy(io_data(&vcpu), first, 2);
+		/* Nothing is written to the guest before the exit completes. */
+		for (j = 0; j < 0x40; j++)
+			ASSERT_EQ(RINS_CANARY, buf[j]) TH_LOG("%s: byte %u", cases[i].name, j);
+		get_regs(_metadata, &vcpu, &regs);
+		EXPECT_EQ(2ULL, regs.rcx) TH_LOG("%s", cases[i].name);
+		EXPECT_EQ(rdi, regs.rdi) TH_LOG("%s", cases[i].name);
+		EXPECT_EQ((__u64)CODE_GPA, regs.rip) TH_LOG("%s", cases[i].name);
+		regs.rcx = n;
+		set_regs(_metadata, &vcpu, &regs);
+
+		/*
+		 * RCX 0: rkvm completes the instruction. kvm_intel (EPT or
+		 * not) does not: its emulator ends the REP at once, but the
+		 * input stays pending, so every KVM_RUN reports the same exit
+		 * again with nothing written and RIP, RCX, RDI as they are.
+		 * Either is accepted; the latter is checked twice, then
+		 * resolved by setting RCX to 1 (the lowered case).
+		 */
+		stopped = false;
+		if (n == 0) {
+			int ret = vcpu_run(&vcpu);
+
+			ASSERT_EQ(0, ret) TH_LOG("%s: KVM_RUN: %s", cases[i].name, strerror(-ret));
+			stopped = run->exit_reason != KVM_EXIT_IO;
+			for (j = 0; !stopped && j < 2; j++) {
+				ASSERT_TRUE(run->io.direction == KVM_EXIT_IO_IN &&
+					    run->io.size == 1 && run->io.port == RINS_PORT &&
+					    run->io.count == 2)
+					TH_LOG("%s: repeated exit %u is %s", cases[i].name, j,
+					       exit_str(run, why, sizeof(why)));
+				for (k = 0; k < 0x40; k++)
+					ASSERT_EQ(RINS_CANARY, buf[k])
+						TH_LOG("%s: byte %u", cases[i].name, k);
+				get_regs(_metadata, &vcpu, &regs);
+				EXPECT_EQ(0ULL, regs.rcx) TH_LOG("%s", cases[i].name);
+				EXPECT_EQ(rdi, regs.rdi) TH_LOG("%s", cases[i].name);
+				EXPECT_EQ((__u64)CODE_GPA, regs.rip) TH_LOG("%s", cases[i].name);
+				if (j == 0)
+					run_expect(_metadata, &vcpu, KVM_EXIT_IO);
+			}
+			if (!stopped) {
+				TH_LOG("%s: the input stays pending; RCX := 1", cases[i].name);
+				n = 1;
+				lo = rdi;
+				regs.rcx = 1;
+				set_regs(_metadata, &vcpu, &regs);
+				memcpy(io_data(&vcpu), first, 2);
+			}
+		}
+
+		/* Further exits for the raised count get bytes 0x33, 0x34, ... */
+		for (j = 0; !stopped; j++) {
+			int ret = vcpu_run(&vcpu);
+
+			ASSERT_EQ(0, ret) TH_LOG("%s: KVM_RUN: %s", cases[i].name, strerror(-ret));
+			if (run->exit_reason != KVM_EXIT_IO)
+				break;
+			ASSERT_TRUE(n > 2 && j < n - 2 && run->io.direction == KVM_EXIT_IO_IN &&
+				    run->io.size == 1 && run->io.port == RINS_PORT &&
+				    run->io.count >= 1 && run->io.count <= n - 2 - j)
+				TH_LOG("%s: unexpected %s after %u more", cases[i].name,
+				       exit_str(run, why, sizeof(why)), j);
+			for (k = 0; k < run->io.count; k++)
+				((__u8 *)io_data(&vcpu))[k] = 0x33 + j + k;
+			j += run->io.count - 1;
+		}
+		ASSERT_EQ((__u32)KVM_EXIT_HLT, run->exit_reason)
+			TH_LOG("%s: got %s", cases[i].name, exit_str(run, why, sizeof(why)));
+		get_regs(_metadata, &vcpu, &regs);
+		EXPECT_EQ(0ULL, regs.rcx) TH_LOG("%s", cases[i].name);
+		EXPECT_EQ(cases[i].df ? rdi - n : rdi + n, regs.rdi) TH_LOG("%s", cases[i].name);
+		EXPECT_EQ(CODE_GPA + (__u64)(rins32_after_hlt - rins32_start), regs.rip)
+			TH_LOG("%s", cases[i].name);
+		EXPECT_EQ(cases[i].df ? 0x400ULL : 0ULL, regs.rflags & 0x400)
+			TH_LOG("%s", cases[i].name);
+
+		/* The first element user space gave is first in the run's order. */
+		if (n >= 1)
+			EXPECT_EQ(first[0], buf[rdi - BUF_GPA]) TH_LOG("%s", cases[i].name);
+		if (n >= 2)
+			EXPECT_EQ(first[1], buf[cases[i].df ? rdi - BUF_GPA - 1 : rdi - BUF_GPA + 1])
+				TH_LOG("%s", cases[i].name);
+		/* Outside [lo, lo + n) the buffer is untouched. */
+		for (j = 0; j < 0x40; j++)
+			if (BUF_GPA + j < lo || BUF_GPA + j >= lo + n)
+				EXPECT_EQ(RINS_CANARY, buf[j])
+					TH_LOG("%s: byte %u written", cases[i].name, j);
+
+		vcpu_destroy(&vcpu);
+		vm_destroy(&vm);
+	}
+}
+
+/*
+ * An exception whose delivery reads an IDT that no memslot backs: the CPU
+ * exits while vectoring the event, and nothing at RIP caused the access,
+ * so KVM does not emulate it as MMIO but returns KVM_EXIT_INTERNAL_ERROR,
+ * suberror KVM_INTERNAL_ERROR_DELIVERY_EV, with five words: the
+ * IDT-vectoring information (valid, hardware exception, the vector, the
+ * error-code bit for #GP), the VMX exit reason, its qualification, the
+ * faulting address and the CPU of the last entry. The address is the
+ * guest-physical one on an EPT exit and CR2 on a shadow-paging #PF exit;
+ * the IDT's linear addresses map to themselves here, so both are the
+ * gate's address. Cases: #UD (UD2) and #GP (a selector past the GDT limit
+ * loaded into DS), each in protected mode without paging, with 32-bit
+ * paging and in long mode. RIP stays at the faulting instruction.
+ */
+#define EVD_IDT		0xd0000000ULL	/* unbacked, like MMIO_GPA */
+#define EVD_PT_GPA	0x12000		/* 32-bit: maps EVD_IDT's 4 MiB */
+#define EVD_PD2_GPA	0x13000		/* long mode: the PD for EVD_IDT's GiB */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global evd_ud, evd_gp, evd_gp_fault, evd_end\n"
+	"evd_ud:\n"
+	"	ud2\n"
+	"	hlt\n"
+	"evd_gp:\n"
+	"	mov $0x1000, %eax\n"
+	"evd_gp_fault:\n"
+	"	mov %eax, %ds\n"
+	"	hlt\n"
+	"evd_end:\n"
+	GUEST_END);
+extern const char evd_ud[], evd_gp[], evd_gp_fault[], evd_end[];
+
+enum evd_mode { EVD_UNPAGED, EVD_PAGED32, EVD_LONG };
+
+static void evd_case(struct __test_metadata *_metadata, enum evd_mode mode, bool gp)
+{
+	static const __u64 gdt32[] = { 0, 0x00cf9b000000ffffULL, 0x00cf93000000ffffULL };
+	static const __u64 gdt64[] = { 0, 0x00af9b000000ffffULL, 0x00cf93000000ffffULL };
+	static const char *const names[] = { "unpaged", "paged32", "long" };
+	unsigned int vector = gp ? 13 : 6;
+	__u64 gate = EVD_IDT + vector * (mode == EVD_LONG ? 16 : 8);
+	__u64 want_info = 0x80000000ULL | (3 << 8) | vector | (gp ? 0x800 : 0);
+	__u64 rip = CODE_GPA + (gp ? evd_gp - evd_ud : 0);
+	__u64 fault_rip = CODE_GPA + (gp ? evd_gp_fault - evd_ud : 0);
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[256];
+	} cpuid = { .hdr.nent = 256 };
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct kvm_run *run;
+	struct vcpu vcpu;
+	struct vm vm;
+	char why[128];
+	__u64 *d;
+
+	TH_LOG("case %s %s", names[mode], gp ? "#GP" : "#UD");
+	vm_create(_metadata, &vm, MEM_SIZE);
+	vcpu_create(_metadata, &vm, 0, &vcpu);
+	run = vcpu.run;
+	load_code(_metadata, &vm, CODE_GPA, evd_ud, evd_end);
+	vcpu_enter(_metadata, &vcpu, FLAT32, rip);
+	get_sregs(_metadata, &vcpu, &sregs);
+	if (mode == EVD_PAGED32) {
+		__u32 *pd = (__u32 *)(vm.mem + PD_GPA), *pt = (__u32 *)(vm.mem + EVD_PT_GPA);
+
+		build_page_tables(&vm);
+		memset(pt, 0, 4096);
+		pd[EVD_IDT >> 22] = EVD_PT_GPA | 3;
+		pt[(EVD_IDT >> 12) & 0x3ff] = EVD_IDT | 3;
+		sregs.cr0 = 0x80010011;		/* PG, WP, ET, PE */
+		sregs.cr3 = PD_GPA;
+	} else if (mode == EVD_LONG) {
+		__u64 *pml4 = (__u64 *)(vm.mem + LM_PML4_GPA);
+		__u64 *pdpt = (__u64 *)(vm.mem + LM_PDPT_GPA);
+		__u64 *pd = (__u64 *)(vm.mem + LM_PD_GPA);
+		__u64 *pd2 = (__u64 *)(vm.mem + EVD_PD2_GPA);
+
+		ASSERT_EQ(0, ioctl(vm.dev, KVM_GET_SUPPORTED_CPUID, &cpuid));
+		ASSERT_EQ(0, ioctl(vcpu.fd, KVM_SET_CPUID2, &cpuid));
+		memset(pml4, 0, 3 * 4096);
+		memset(pd2, 0, 4096);
+		pml4[0] = LM_PDPT_GPA | 3;
+		pdpt[0] = LM_PD_GPA | 3;
+		pd[0] = 0x83;			/* 2 MiB page at 0 */
+		pdpt[EVD_IDT >> 30] = EVD_PD2_GPA | 3;
+		pd2[(EVD_IDT >> 21) & 0x1ff] = EVD_IDT | 0x83;
+		sregs.cr0 = 0x80010011;
+		sregs.cr4 = 0x20;		/* PAE */
+		sregs.efer = 0x500;		/* LME, LMA */
+		sregs.cr3 = LM_PML4_GPA;
+		sregs.cs.l = 1;
+		sregs.cs.db = 0;
+	}
+	memcpy(vm.mem + GDT_GPA, mode == EVD_LONG ? gdt64 : gdt32, sizeof(gdt32));
+	sregs.gdt.base = GDT_GPA;
+	sregs.gdt.limit = sizeof(gdt32) - 1;
+	sregs.idt.base = EVD_IDT;
+	sregs.idt.limit = (mode == EVD_LONG ? 16 : 8) * 32 - 1;
+	set_sregs(_metadata, &vcpu, &sregs);
+	get_regs(_metadata, &vcpu, &regs);
+	regs.rsp = 0xf000;
+	set_regs(_metadata, &vcpu, &regs);
+
+	run_expect(_metadata, &vcpu, KVM_EXIT_INTERNAL_ERROR);
+	d = run->internal.data;
+	ASSERT_EQ((__u32)KVM_INTERNAL_ERROR_DELIVERY_EV, run->internal.suberror)
+		TH_LOG("%s %s: got %s", names[mode], gp ? "#GP" : "#UD",
+		       exit_str(run, why, sizeof(why)));
+	ASSERT_EQ(5U, run->internal.ndata);
+	/* Bit 12 of the IDT-vectoring information is undefined (SDM 25.9.3). */
+	EXPECT_EQ(want_info, d[0] & ~0x1000ULL)
+		TH_LOG("%s: data[0] %#llx", names[mode], (unsigned long long)d[0]);
+	EXPECT_EQ(gate, d[3])
+		TH_LOG("%s: data[3] %#llx", names[mode], (unsigned long long)d[3]);
+	/* Exception or NMI (a #PF), EPT violation or EPT misconfiguration. */
+	EXPECT_TRUE(d[1] == 0 || d[1] == 48 || d[1] == 49)
+		TH_LOG("%s: exit reason %llu", names[mode], (unsigned long long)d[1]);
+	if (d[1] == 0)		/* a #PF's qualification is its linear address */
+		EXPECT_EQ(gate, d[2]);
+	if (d[1] == 48)		/* a read, not a write or a fetch */
+		EXPECT_EQ(1ULL, d[2] & 7) TH_LOG("qualification %#llx",
+						 (unsigned long long)d[2]);
+	EXPECT_GT((__u64)sysconf(_SC_NPROCESSORS_CONF), d[4]);
+	printf("# %s %s: exit reason %llu qualification %#llx address %#llx\n",
+	       names[mode], gp ? "#GP" : "#UD", (unsigned long long)d[1],
+	       (unsigned long long)d[2], (unsigned long long)d[3]);
+	get_regs(_metadata, &vcpu, &regs);
+	EXPECT_EQ(fault_rip, regs.rip) TH_LOG("%s", names[mode]);
+	if (gp)
+		EXPECT_EQ(0x1000ULL, regs.rax & 0xffff);
+
+	vcpu_destroy(&vcpu);
+	vm_destroy(&vm);
+}
+
+TEST(event_delivery_into_mmio_is_internal_error)
+{
+	evd_case(_metadata, EVD_UNPAGED, false);
+	evd_case(_metadata, EVD_UNPAGED, true);
+	evd_case(_metadata, EVD_PAGED32, false);
+	evd_case(_metadata, EVD_PAGED32, true);
+	evd_case(_metadata, EVD_LONG, false);
+	evd_case(_metadata, EVD_LONG, true);
 }
 
 TEST_HARNESS_MAIN

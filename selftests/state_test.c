@@ -429,33 +429,12 @@ static __u32 run_out(struct __test_metadata *_metadata, int vcpu, struct kvm_run
 
 #define RUN_OUT(size) run_out(_metadata, self->vcpu, self->run, size)
 
-static int msrs(int fd, unsigned long req, struct kvm_msr_entry *e, unsigned int n)
-{
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e[16];
-	} m = { .hdr.nmsrs = n };
-	int r;
-
-	memcpy(m.e, e, n * sizeof(*e));
-	r = ioctl(fd, req, &m);
-	memcpy(e, m.e, n * sizeof(*e));
-	return r;
-}
-
 static __u64 get_msr(struct __test_metadata *_metadata, int fd, __u32 index)
 {
 	struct kvm_msr_entry e = { .index = index };
 
-	EXPECT_EQ(1, msrs(fd, KVM_GET_MSRS, &e, 1)) TH_LOG("MSR %#x", index);
+	EXPECT_EQ(1, rkvm_msrs(fd, KVM_GET_MSRS, &e, 1)) TH_LOG("MSR %#x", index);
 	return e.data;
-}
-
-static int set_msr(int fd, __u32 index, __u64 v)
-{
-	struct kvm_msr_entry e = { .index = index, .data = v };
-
-	return msrs(fd, KVM_SET_MSRS, &e, 1);
 }
 
 /* The ioctl fails with `err`. */
@@ -735,15 +714,15 @@ TEST_F(state, syscall_msrs_are_listed_and_round_trip)
 	for (unsigned int w = 0; w < 5; w++) {
 		EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, want[w])) TH_LOG("%#x", want[w]);
 	}
-	ASSERT_EQ(5, msrs(self->vcpu, KVM_SET_MSRS, e, 5));
+	ASSERT_EQ(5, rkvm_msrs(self->vcpu, KVM_SET_MSRS, e, 5));
 	for (unsigned int w = 0; w < 5; w++) {
 		EXPECT_EQ(e[w].data, get_msr(_metadata, self->vcpu, e[w].index))
 			TH_LOG("%#x", e[w].index);
 	}
 	/* Non-canonical addresses are refused. */
-	EXPECT_EQ(0, set_msr(self->vcpu, MSR_LSTAR, 0x0000800000000000ULL));
-	EXPECT_EQ(0, set_msr(self->vcpu, MSR_CSTAR, 0x8000000000000000ULL));
-	EXPECT_EQ(0, set_msr(self->vcpu, MSR_KERNEL_GS_BASE, 0x0001000000000000ULL));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, MSR_LSTAR, 0x0000800000000000ULL));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, MSR_CSTAR, 0x8000000000000000ULL));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, MSR_KERNEL_GS_BASE, 0x0001000000000000ULL));
 	EXPECT_EQ(e[1].data, get_msr(_metadata, self->vcpu, MSR_LSTAR));
 }
 
@@ -799,7 +778,7 @@ TEST_F(state, syscall_sysret_and_swapgs_in_a_64bit_guest)
 	s.es = s.ss = s.fs = s.gs = s.ds;
 	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_SREGS, &s)) TH_LOG("%s", strerror(errno));
 	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_REGS, &regs));
-	ASSERT_EQ(4, msrs(self->vcpu, KVM_SET_MSRS, e, 4));
+	ASSERT_EQ(4, rkvm_msrs(self->vcpu, KVM_SET_MSRS, e, 4));
 
 	/* The guest reads what KVM_SET_MSRS wrote. */
 	EXPECT_EQ((__u32)lstar, RUN_OUT(4)) TH_LOG("LSTAR");
@@ -862,15 +841,15 @@ TEST_F(state, mce_setup_and_msrs)
 		EXPECT_EQ(~0ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(i))) TH_LOG("bank %d", i);
 	}
 	e = (struct kvm_msr_entry){ .index = MSR_MC_CTL(10) };
-	EXPECT_EQ(0, msrs(self->vcpu, KVM_GET_MSRS, &e, 1)) TH_LOG("bank 10 exists");
+	EXPECT_EQ(0, rkvm_msrs(self->vcpu, KVM_GET_MSRS, &e, 1)) TH_LOG("bank 10 exists");
 	/* MCG_CAP is read-only; MCi_CTL takes 0 or all ones; MCG_CTL too. */
-	EXPECT_EQ(0, set_msr(self->vcpu, MSR_MCG_CAP, 4));
-	EXPECT_EQ(0, set_msr(self->vcpu, MSR_MC_CTL(3), 0x1234));
-	EXPECT_EQ(0, set_msr(self->vcpu, MSR_MCG_CTL, 5));
-	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MC_CTL(3), 0));
-	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MC_CTL(3) + 1, MCI_VAL | 7));
-	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MC_CTL(3) + 2, 0x1000));
-	EXPECT_EQ(1, set_msr(self->vcpu, MSR_MCG_STATUS, 5));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, MSR_MCG_CAP, 4));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, MSR_MC_CTL(3), 0x1234));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, MSR_MCG_CTL, 5));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, MSR_MC_CTL(3), 0));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, MSR_MC_CTL(3) + 1, MCI_VAL | 7));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, MSR_MC_CTL(3) + 2, 0x1000));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, MSR_MCG_STATUS, 5));
 	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(3)));
 	EXPECT_EQ(MCI_VAL | 7, get_msr(_metadata, self->vcpu, MSR_MC_CTL(3) + 1));
 	EXPECT_EQ(0x1000ULL, get_msr(_metadata, self->vcpu, MSR_MC_CTL(3) + 2));
@@ -1130,7 +1109,7 @@ TEST_F(state, kvmclock_reaches_the_guest)
 	EXPECT_GT(2.0, boot > sec + nsec / 1e9 ? boot - (sec + nsec / 1e9) : sec + nsec / 1e9 - boot)
 		TH_LOG("wall clock %u.%09u, expected %.3f", sec, nsec, boot);
 	/* A new TSC and a new clock are both followed. */
-	ASSERT_EQ(1, set_msr(self->vcpu, MSR_IA32_TSC, 1ULL << 40));
+	ASSERT_EQ(1, rkvm_set_msr(self->vcpu, MSR_IA32_TSC, 1ULL << 40));
 	check_guest_time(_metadata, self, "after a TSC write");
 	c.clock = 7000000000000ULL;
 	ASSERT_EQ(0, ioctl(self->vm, KVM_SET_CLOCK, &c));
@@ -1237,9 +1216,9 @@ TEST_F(state, mtrr_msrs_as_qemu_uses_them)
 	ASSERT_EQ(28U, n);
 	EXPECT_EQ(28, ioctl(self->vcpu, KVM_SET_MSRS, &m));
 	EXPECT_EQ(0x508ULL, get_msr(_metadata, self->vcpu, 0xfe));
-	EXPECT_EQ(0, set_msr(self->vcpu, 0x2ff, 0x2)) TH_LOG("type 2 is reserved");
-	EXPECT_EQ(0, set_msr(self->vcpu, 0x210, 0)) TH_LOG("not an MTRR");
-	EXPECT_EQ(1, set_msr(self->vcpu, 0x200, 0x80000006));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, 0x2ff, 0x2)) TH_LOG("type 2 is reserved");
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, 0x210, 0)) TH_LOG("not an MTRR");
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0x200, 0x80000006));
 	EXPECT_EQ(0x80000006ULL, get_msr(_metadata, self->vcpu, 0x200));
 	/* The guest's own RDMSR/WRMSR. */
 	load(_metadata, self->mem, mtrr16_start, mtrr16_end);
@@ -1260,13 +1239,13 @@ TEST_F(state, fs_gs_base_and_ucode_rev_msrs)
 	/* IA32_BIOS_SIGN_ID (0x8b), which Linux writes then reads at boot:
 	 * KVM's reset value, host-settable. */
 	EXPECT_EQ(1ULL << 32, get_msr(_metadata, self->vcpu, 0x8b));
-	EXPECT_EQ(1, set_msr(self->vcpu, 0x8b, 0x42ULL << 32));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0x8b, 0x42ULL << 32));
 	EXPECT_EQ(0x42ULL << 32, get_msr(_metadata, self->vcpu, 0x8b));
 	/* Host side: the MSRs are the sregs' segment bases. */
-	EXPECT_EQ(1, set_msr(self->vcpu, 0xc0000101, 0xffff888000001000ULL));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0xc0000101, 0xffff888000001000ULL));
 	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_SREGS, &sr));
 	EXPECT_EQ(0xffff888000001000ULL, sr.gs.base);
-	EXPECT_EQ(0, set_msr(self->vcpu, 0xc0000100, 0x0000800000000000ULL))
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, 0xc0000100, 0x0000800000000000ULL))
 		TH_LOG("non-canonical");
 	/* Guest side: WRMSR, RDMSR, and a load through the new base. */
 	memcpy(self->mem + DATA_GPA + 4, &v, 4);
@@ -1278,6 +1257,46 @@ TEST_F(state, fs_gs_base_and_ucode_rev_msrs)
 	EXPECT_EQ((__u64)DATA_GPA, get_msr(_metadata, self->vcpu, 0xc0000100));
 	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_SREGS, &sr));
 	EXPECT_EQ((__u64)DATA_GPA, sr.fs.base);
+}
+
+/*
+ * Host-side MSR rules as KVM has them: HWCR (0xc0010015, on every vendor)
+ * keeps bits 18 and 24, drops 3, 6 and 8 and refuses the rest; the first
+ * vCPU's TSC starts at 0; a host TSC_ADJUST write is stored only when the
+ * guest CPUID has TSC_ADJUST (leaf 7 EBX bit 1), and never moves the TSC.
+ */
+TEST_F(state, hwcr_tsc_and_tsc_adjust_msrs)
+{
+	struct {
+		struct kvm_cpuid2 hdr;
+		struct kvm_cpuid_entry2 e[2];
+	} c = {
+		.hdr.nent = 2,
+		.e = {
+			{ .function = 0, .eax = 7 },
+			{ .function = 7, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX, .ebx = 1 << 1 },
+		},
+	};
+	__u64 tsc;
+
+	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, 0xc0010015));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0xc0010015, 1ULL << 18 | 1ULL << 24 | 1ULL << 3));
+	EXPECT_EQ(1ULL << 18 | 1ULL << 24, get_msr(_metadata, self->vcpu, 0xc0010015));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, 0xc0010015, 1ULL << 1));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu, 0xc0010015, 1ULL << 35)) TH_LOG("no GP_ON_USER_CPUID");
+	EXPECT_EQ(1ULL << 18 | 1ULL << 24, get_msr(_metadata, self->vcpu, 0xc0010015));
+
+	/* Well below the host's TSC (the lab's runs at a few GHz). */
+	tsc = get_msr(_metadata, self->vcpu, 0x10);
+	EXPECT_GT(1ULL << 36, tsc) TH_LOG("guest TSC %#llx", (unsigned long long)tsc);
+
+	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, 0x3b));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0x3b, 5));
+	EXPECT_EQ(0ULL, get_msr(_metadata, self->vcpu, 0x3b)) TH_LOG("no TSC_ADJUST in CPUID");
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_CPUID2, &c)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0x3b, 1ULL << 40));
+	EXPECT_EQ(1ULL << 40, get_msr(_metadata, self->vcpu, 0x3b));
+	EXPECT_GT(1ULL << 37, get_msr(_metadata, self->vcpu, 0x10)) TH_LOG("the TSC did not move");
 }
 
 /* ---- Without an in-kernel irqchip --------------------------------------- */

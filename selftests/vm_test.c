@@ -87,6 +87,40 @@ TEST_F(vm, enable_cap_disable_quirks)
 	EXPECT_EQ(EFAULT, errno);
 }
 
+/*
+ * KVM_ENABLE_CAP(KVM_CAP_MAX_VCPU_ID): up to the reported bound, once (the
+ * same value again is fine), then vCPU ids at or above it are refused.
+ */
+TEST_F(vm, enable_cap_max_vcpu_id)
+{
+	struct kvm_enable_cap c = { .cap = KVM_CAP_MAX_VCPU_ID };
+	int max = ioctl(self->vm, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID);
+	int fd;
+
+	ASSERT_LT(2, max);
+	c.args[0] = max + 1;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, &c));
+	EXPECT_EQ(EINVAL, errno);
+	c.args[0] = 2;
+	EXPECT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &c)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &c)) TH_LOG("the same again");
+	c.args[0] = 3;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_ENABLE_CAP, &c));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_CREATE_VCPU, 2));
+	EXPECT_EQ(EINVAL, errno);
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm, KVM_CREATE_VCPU, 1UL << 32));
+	EXPECT_EQ(EINVAL, errno);
+	fd = ioctl(self->vm, KVM_CREATE_VCPU, 1);
+	EXPECT_LE(0, fd) TH_LOG("%s", strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
 /* An ioctl number the VM fd does not know: ENOTTY, as KVM. */
 TEST_F(vm, unknown_vm_ioctl_is_enotty)
 {

@@ -116,10 +116,14 @@ pub(crate) const KVM_IOEVENTFD: u32 = _IOW::<KvmIoeventfd>(KVMIO, 0x79);
 pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
 /// VM and vCPU ioctl: returns a binary statistics fd (see `crate::stats`).
 pub(crate) const KVM_GET_STATS_FD: u32 = _IO(KVMIO, 0xce);
-/// `KVM_SIGNAL_MSI` (VM fd): needs an in-kernel irqchip.
+/// `KVM_SIGNAL_MSI` (VM fd): needs an in-kernel irqchip (rkvm: split).
 pub(crate) const KVM_SIGNAL_MSI: u32 = _IOW::<KvmMsi>(KVMIO, 0xa5);
-/// `KVM_SET_GSI_ROUTING` (VM fd): needs an in-kernel irqchip.
+/// `KVM_SET_GSI_ROUTING` (VM fd): needs an in-kernel irqchip (rkvm: split).
 pub(crate) const KVM_SET_GSI_ROUTING: u32 = _IOW::<KvmIrqRouting>(KVMIO, 0x6a);
+/// `KVM_GET_LAPIC` / `KVM_SET_LAPIC` (vCPU fd): the local APIC's register
+/// page (`struct kvm_lapic_state`), with a split irqchip.
+pub(crate) const KVM_GET_LAPIC: u32 = _IOR::<[u8; LAPIC_SIZE]>(KVMIO, 0x8e);
+pub(crate) const KVM_SET_LAPIC: u32 = _IOW::<[u8; LAPIC_SIZE]>(KVMIO, 0x8f);
 /// `KVM_SET_CLOCK` / `KVM_GET_CLOCK` (VM fd): the kvmclock base.
 pub(crate) const KVM_SET_CLOCK: u32 = _IOW::<KvmClockData>(KVMIO, 0x7b);
 pub(crate) const KVM_GET_CLOCK: u32 = _IOR::<KvmClockData>(KVMIO, 0x7c);
@@ -163,6 +167,33 @@ mod cap {
     pub(super) const X86_ROBUST_SINGLESTEP: usize = 51;
     pub(super) const DISABLE_QUIRKS: usize = 116;
     pub(super) const DISABLE_QUIRKS2: usize = 213;
+    pub(super) const SPLIT_IRQCHIP: usize = 121;
+    pub(super) const X2APIC_API: usize = 129;
+}
+
+/// Capabilities `KVM_ENABLE_CAP` takes besides the quirks.
+pub(crate) const CAP_SPLIT_IRQCHIP: u32 = 121;
+pub(crate) const CAP_MAX_VCPU_ID: u32 = 128;
+pub(crate) const CAP_X2APIC_API: u32 = 129;
+/// `KVM_X2APIC_API_*` flags rkvm has: 32-bit x2APIC ids in the APIC
+/// state ioctls. (Not DISABLE_BROADCAST_QUIRK: rkvm never treats
+/// destination 0xff as broadcast for an APIC in x2APIC mode, which is the
+/// behaviour that flag asks for, but not KVM's default.)
+pub(crate) const X2APIC_API_USE_32BIT_IDS: u64 = 1;
+pub(crate) const X2APIC_API_VALID: u64 = X2APIC_API_USE_32BIT_IDS;
+/// Routing entries: the most (KVM's `KVM_MAX_IRQ_ROUTES` on x86) and the
+/// one type a split irqchip takes (IRQCHIP, 1, is user space's).
+pub(crate) const MAX_IRQ_ROUTES: u32 = 4096;
+pub(crate) const IRQ_ROUTING_MSI: u32 = 2;
+/// `KVM_MSI_VALID_DEVID`: the MSI carries a device id.
+pub(crate) const MSI_VALID_DEVID: u32 = 1;
+/// `KVM_MP_STATE_*` on x86.
+pub(crate) mod mp_state {
+    pub(crate) const RUNNABLE: u32 = 0;
+    pub(crate) const UNINITIALIZED: u32 = 1;
+    pub(crate) const INIT_RECEIVED: u32 = 2;
+    pub(crate) const HALTED: u32 = 3;
+    pub(crate) const SIPI_RECEIVED: u32 = 4;
 }
 
 /// `KVM_CAP_DISABLE_QUIRKS` and `KVM_CAP_DISABLE_QUIRKS2`, as
@@ -178,7 +209,12 @@ pub(crate) mod quirks {
     /// Deleting or moving a memslot zaps every shadow page (not only the
     /// slot's).
     pub(crate) const SLOT_ZAP_ALL: u64 = 1 << 7;
-    pub(crate) const SUPPORTED: u64 = SLOT_ZAP_ALL;
+    /// MISC_ENABLE.MWAIT does not drive CPUID.MWAIT; MONITOR/MWAIT follow
+    /// CPUID.MWAIT (when they may fault at all).
+    pub(crate) const MISC_ENABLE_NO_MWAIT: u64 = 1 << 4;
+    /// MONITOR/MWAIT are NOPs, never #UD.
+    pub(crate) const MWAIT_NEVER_UD_FAULTS: u64 = 1 << 6;
+    pub(crate) const SUPPORTED: u64 = SLOT_ZAP_ALL | MISC_ENABLE_NO_MWAIT | MWAIT_NEVER_UD_FAULTS;
 }
 
 /// `KVM_CLOCK_*` flags of `struct kvm_clock_data`.
@@ -232,14 +268,18 @@ pub(crate) fn check_extension(c: usize) -> isize {
         | cap::IOEVENTFD
         | cap::IOEVENTFD_ANY_LENGTH
         | cap::INTERNAL_ERROR_DATA
-        // Both ioctls exist and, with no in-kernel irqchip (rkvm has
-        // none), fail as KVM's do without one: KVM reports both caps
-        // regardless.
+        // MSIs reach the in-kernel local APICs of a split irqchip; MSI
+        // routes feed the EOI exits of user space's I/O APIC.
         | cap::IRQ_ROUTING
         | cap::SIGNAL_MSI
         // Single steps end after every instruction, including those rkvm
         // completes itself (see `vcpu::run`).
-        | cap::X86_ROBUST_SINGLESTEP => 1,
+        | cap::X86_ROBUST_SINGLESTEP
+        // An in-kernel local APIC per vCPU, the I/O APIC and PIC in user
+        // space (`crate::x86::lapic`).
+        | cap::SPLIT_IRQCHIP
+        // The flags rkvm takes (`X2APIC_API_VALID`).
+        | cap::X2APIC_API => 1,
         // The flags `KVM_GET_CLOCK` can return and `KVM_SET_CLOCK` takes.
         cap::DISABLE_QUIRKS => 1,
         cap::DISABLE_QUIRKS2 => quirks::SUPPORTED as isize,
@@ -295,6 +335,7 @@ abi_struct!(
     KvmGuestDebug = 72,
     KvmMsi = 32,
     KvmIrqRouting = 8,
+    KvmIrqRoutingEntry = 48,
     KvmEnableCap = 104,
 );
 

@@ -277,6 +277,8 @@ pub(crate) struct KvmIoeventfd {
 /// `sizeof(struct kvm_xsave)`: the 4096-byte `region` (the flexible
 /// `extra` array adds nothing to the size `KVM_GET/SET_XSAVE` move).
 pub(crate) const XSAVE_SIZE: usize = 4096;
+/// `struct kvm_lapic_state`: the first KiB of the APIC page.
+pub(crate) const LAPIC_SIZE: usize = 1024;
 
 /// Byte offsets in `struct kvm_run` (the page at vCPU mmap offset 0), and
 /// the exit reasons rkvm produces. Checked against `<linux/kvm.h>` through
@@ -333,6 +335,22 @@ pub(crate) struct KvmIrqRouting {
     pub(crate) flags: u32,
 }
 
+/// `struct kvm_irq_routing_entry` (the union as its MSI member and
+/// padding).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmIrqRoutingEntry {
+    pub(crate) gsi: u32,
+    pub(crate) kind: u32,
+    pub(crate) flags: u32,
+    pub(crate) pad: u32,
+    pub(crate) address_lo: u32,
+    pub(crate) address_hi: u32,
+    pub(crate) data: u32,
+    pub(crate) devid: u32,
+    pub(crate) rest: [u32; 4],
+}
+
 pub(crate) mod kvm_run {
     pub(crate) const REQUEST_INTERRUPT_WINDOW: usize = 0;
     pub(crate) const IMMEDIATE_EXIT: usize = 1;
@@ -372,10 +390,15 @@ pub(crate) mod kvm_run {
     pub(crate) const EXIT_INTR: u32 = 10;
     pub(crate) const EXIT_INTERNAL_ERROR: u32 = 17;
     pub(crate) const EXIT_DEBUG: u32 = 4;
+    /// A level-triggered vector of user space's I/O APIC was EOIed
+    /// (split irqchip); `kvm_run.eoi.vector` says which.
+    pub(crate) const EXIT_IOAPIC_EOI: u32 = 26;
+    pub(crate) const EOI_VECTOR: usize = 32;
     /// `kvm_run.io.direction`.
     pub(crate) const IO_IN: u8 = 0;
     pub(crate) const IO_OUT: u8 = 1;
     /// `kvm_run.internal.suberror` values.
     pub(crate) const INTERNAL_ERROR_EMULATION: u32 = 1;
+    pub(crate) const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
     pub(crate) const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
 }

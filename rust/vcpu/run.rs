@@ -27,6 +27,10 @@ use crate::{
 use kernel::{
     page::Page,
     prelude::*,
+    sync::{
+        CondVarTimeoutResult,
+        SpinLock, //
+    },
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -34,6 +38,7 @@ use kernel::{
 };
 
 use super::{
+    Apic,
     Event,
     Pending,
     State,
@@ -73,7 +78,7 @@ use crate::{
             Insn,
             Mode, //
         },
-        kvmclock, msr, mtrr, pio,
+        kvmclock, lapic, msr, mtrr, pio,
         sregs::{
             cr0,
             efer, //
@@ -138,10 +143,12 @@ pub(super) const CR4_PAE: u64 = 1 << 5;
 /// a guest that entered with RFLAGS.IF=0; see `Documentation/rkvm/lab.rst`).
 const WINDOW_SLICE_US: u64 = 1000;
 
-/// `kvm_run` and the PIO data page, as the kernel sees them.
+/// `kvm_run` and the PIO data page, as the kernel sees them, and the vCPU
+/// they belong to (for its local APIC).
 struct RunArea<'a> {
     run: &'a Page,
     pio: &'a Page,
+    vcpu: &'a Vcpu,
 }
 
 impl RunArea<'_> {
@@ -320,6 +327,8 @@ struct ExitInfo {
     intr_error_code: u32,
     insn_len: u64,
     insn_info: u32,
+    /// IDT-vectoring information: an event whose delivery this exit hit.
+    idt_vectoring: u32,
     cpu: u32,
 }
 
@@ -504,6 +513,7 @@ pub(super) fn run(vm: &Vm, vcpu: &Vcpu, arg: usize) -> Result<isize> {
     let area = RunArea {
         run: &vcpu.pages[0],
         pio: &vcpu.pages[1],
+        vcpu,
     };
     let ret = run_loop(vm, vcpu, &mut st, &area);
     // What KVM's `post_kvm_run_save()` reports on every return.
@@ -513,6 +523,9 @@ pub(super) fn run(vm: &Vm, vcpu: &Vcpu, arg: usize) -> Result<isize> {
         &[u8::from(ready_for_interrupt(&st))],
     );
     area.write(kr::FLAGS, &0u16.to_ne_bytes());
+    if vcpu.has_apic {
+        st.cr8 = vcpu.apic.lock().lapic.cr8();
+    }
     area.write(kr::CR8, &st.cr8.to_ne_bytes());
     area.write(kr::APIC_BASE, &st.apic_base.to_ne_bytes());
     ret
@@ -547,6 +560,11 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
             return Ok(0);
         }
         update_clock(vm, st);
+        if vcpu.has_apic && !apic_events(vcpu, st) {
+            vcpu.stats.inc(VcpuStat::SignalExits);
+            area.set_exit(kr::EXIT_INTR);
+            return Err(EINTR);
+        }
         if shim::signal_pending() {
             vcpu.stats.inc(VcpuStat::SignalExits);
             area.set_exit(kr::EXIT_INTR);
@@ -561,7 +579,7 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
         let outcome = {
             let mut hw = vcpu.hw.lock();
             let running = vm.running_cell(vcpu.index);
-            enter_guest(vm, running, &vcpu.stats, &mut hw, st, want_window, paged)
+            enter_guest(vm, vcpu, running, &mut hw, st, want_window, paged)
         };
         let exit = match outcome {
             Outcome::Busy => {
@@ -605,13 +623,17 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
 /// One VMX window: load, run until a slow exit, save.
 fn enter_guest(
     vm: &Vm,
+    vcpu: &Vcpu,
     running: &core::sync::atomic::AtomicI32,
-    stats: &VcpuStats,
     hw: &mut crate::vmx::window::VmxPages,
     st: &mut State,
     want_window: bool,
     paged: bool,
 ) -> Outcome {
+    let stats = &vcpu.stats;
+    let apic = vcpu.has_apic.then_some(&vcpu.apic);
+    // The window ends in time for the APIC timer.
+    let apic_deadline = apic.and_then(|a| a.lock().lapic.deadline());
     let caps = vm.caps();
     let pat_controls = caps.unpaged.entry & crate::vmx::caps::entry::LOAD_PAT != 0
         && caps.unpaged.exit & crate::vmx::caps::exit::LOAD_PAT != 0;
@@ -642,7 +664,11 @@ fn enter_guest(
     }
     w.invept(vm.eptp(), caps.ept.invept_single);
     let timer = (caps.unpaged.pin & crate::vmx::caps::pin::PREEMPTION_TIMER != 0).then(|| {
-        let ticks = u64::from(shim::tsc_khz()) * WINDOW_SLICE_US / 1000;
+        let mut ticks = u64::from(shim::tsc_khz()) * WINDOW_SLICE_US / 1000;
+        if let Some(d) = apic_deadline {
+            let ns = d.saturating_sub(now_ns());
+            ticks = ticks.min(ns.saturating_mul(u64::from(shim::tsc_khz())) / 1_000_000);
+        }
         (ticks >> caps.preemption_timer_rate).clamp(1, u64::from(u32::MAX))
     });
     let mut gprs = [
@@ -671,7 +697,15 @@ fn enter_guest(
     // What `load_guest` wrote.
     let mut proc_now = base_proc;
     let outcome = loop {
-        prepare_events(&mut w, st, stats, base_proc, want_window, &mut proc_now);
+        prepare_events(
+            &mut w,
+            st,
+            stats,
+            apic,
+            base_proc,
+            want_window,
+            &mut proc_now,
+        );
         if let Some(ev) = st.pending_event.take() {
             w.write(field::ENTRY_INTR_INFO, u64::from(ev.info));
             w.write(field::ENTRY_EXCEPTION_ERROR_CODE, u64::from(ev.error_code));
@@ -690,6 +724,7 @@ fn enter_guest(
             intr_error_code: w.read(field::EXIT_INTR_ERROR_CODE) as u32,
             insn_len: w.read(field::EXIT_INSTRUCTION_LEN),
             insn_info: w.read(field::EXIT_INSTRUCTION_INFO) as u32,
+            idt_vectoring: w.read(field::IDT_VECTORING_INFO) as u32,
             cpu: w.cpu(),
         };
         if e.reason.entry_failed() {
@@ -697,7 +732,7 @@ fn enter_guest(
         }
         // An event whose delivery the exit interrupted is delivered again
         // on the next entry (SDM 28.2.4, "IDT-vectoring information").
-        let idt = w.read(field::IDT_VECTORING_INFO) as u32;
+        let idt = e.idt_vectoring;
         if idt & EVENT_VALID != 0 {
             st.pending_event = Some(Event {
                 info: idt & 0x8000_0fff,
@@ -706,7 +741,7 @@ fn enter_guest(
             });
         }
         let rip_before = st.single_step.then(|| w.read(field::GUEST_RIP));
-        match handle_fast(&mut w, st, &mut gprs, &e, vm) {
+        match handle_fast(&mut w, st, &mut gprs, &e, vm, apic) {
             // Single-stepping: an instruction rkvm completed is a step.
             Fast::Resume if rip_before.is_some_and(|r| r != w.read(field::GUEST_RIP)) => {
                 st.stepped = true;
@@ -729,11 +764,38 @@ fn prepare_events(
     w: &mut Window<'_>,
     st: &mut State,
     stats: &VcpuStats,
+    apic: Option<&SpinLock<Apic>>,
     base_proc: u32,
     want_window: bool,
     proc_now: &mut u32,
 ) {
     use crate::vmx::caps::proc;
+    // The local APIC's next interrupt, when the guest can take it; else
+    // an interrupt window is asked for. Read here, inside the window and
+    // after `running` was published, so that an interrupt sent after this
+    // check comes with a kick (see `Vm::kick`).
+    st.apic_window = false;
+    if let Some(apic) = apic {
+        if st.pending_event.is_none() && st.irq.is_none() && !st.nmi {
+            let mut a = apic.lock();
+            if a.lapic.pending().is_some() {
+                let rflags = w.read(field::GUEST_RFLAGS);
+                let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
+                if rflags & RFLAGS_IF != 0 && blocking & BLOCKING_STI_MOV_SS == 0 {
+                    if let Some(v) = a.lapic.take() {
+                        stats.inc(VcpuStat::IrqInjections);
+                        st.pending_event = Some(Event {
+                            info: EVENT_VALID | EVENT_TYPE_EXT_INTR | u32::from(v),
+                            error_code: 0,
+                            insn_len: 0,
+                        });
+                    }
+                } else {
+                    st.apic_window = true;
+                }
+            }
+        }
+    }
     // Nothing queued (the common case): no VMREADs; the controls are
     // written only when they change.
     if st.pending_event.is_none() && (st.nmi || st.irq.is_some()) {
@@ -763,7 +825,7 @@ fn prepare_events(
     if st.nmi {
         controls |= proc::NMI_WINDOW_EXITING;
     }
-    if st.irq.is_some() || want_window {
+    if st.irq.is_some() || want_window || st.apic_window {
         controls |= proc::INTR_WINDOW_EXITING;
     }
     if controls != *proc_now {
@@ -979,8 +1041,17 @@ fn handle_fast(
     g: &mut [u64; 16],
     e: &ExitInfo,
     vm: &Vm,
+    apic: Option<&SpinLock<Apic>>,
 ) -> Fast {
     match e.reason.basic() {
+        // The APIC's MSRs and IA32_APIC_BASE are handled outside the
+        // window: they may send IPIs, which kick other CPUs.
+        reason::RDMSR | reason::WRMSR
+            if apic.is_some()
+                && (is_x2apic_msr(g[RCX] as u32) || g[RCX] as u32 == msr::index::APIC_BASE) =>
+        {
+            Fast::Leave
+        }
         reason::EXCEPTION_NMI if e.intr_info & EVENT_TYPE_MASK == EVENT_TYPE_NMI => {
             w.reraise_nmi();
             Fast::Resume
@@ -993,6 +1064,10 @@ fn handle_fast(
                 let apic_base = st.apic_base;
                 let cr4 = w.read(field::CR4_READ_SHADOW);
                 cpuid::update_runtime(&mut st.cpuid, cr4, apic_base);
+                if vm.quirk_disabled(abi::quirks::MISC_ENABLE_NO_MWAIT) {
+                    let on = st.msrs.misc_enable & msr::MISC_ENABLE_MWAIT != 0;
+                    cpuid::update_mwait(&mut st.cpuid, on);
+                }
                 cpuid::lookup(&st.cpuid, function, index)
             };
             for (r, v) in [RAX, RBX, RCX, RDX].into_iter().zip(out) {
@@ -1001,12 +1076,30 @@ fn handle_fast(
             skip_in_window(w, e.insn_len);
             Fast::Resume
         }
-        reason::CR_ACCESS => handle_cr(w, st, g, e, vm),
+        reason::CR_ACCESS => handle_cr(w, st, g, e, vm, apic),
         reason::DR_ACCESS => handle_dr(w, st, g, e),
+        // KVM's `kvm_emulate_monitor_mwait()`: a NOP, or #UD when both
+        // MWAIT_NEVER_UD_FAULTS is disabled and MWAIT is off (CPUID.MWAIT
+        // under MISC_ENABLE_NO_MWAIT, else MISC_ENABLE.MWAIT).
+        reason::MWAIT_INSTRUCTION | reason::MONITOR_INSTRUCTION => {
+            use abi::quirks;
+            let enabled = !vm.quirk_disabled(quirks::MWAIT_NEVER_UD_FAULTS)
+                || if vm.quirk_disabled(quirks::MISC_ENABLE_NO_MWAIT) {
+                    st.msrs.misc_enable & msr::MISC_ENABLE_MWAIT != 0
+                } else {
+                    cpuid::has(&st.cpuid, 1, 2, 3)
+                };
+            if enabled {
+                skip_in_window(w, e.insn_len);
+            } else {
+                inject_exception(st, UD_VECTOR);
+            }
+            Fast::Resume
+        }
         // `prepare_events` injects what was waiting; an interrupt window
         // nobody queued an interrupt for is user space's.
         reason::NMI_WINDOW => Fast::Resume,
-        reason::INTERRUPT_WINDOW if st.irq.is_some() => Fast::Resume,
+        reason::INTERRUPT_WINDOW if st.irq.is_some() || st.apic_window => Fast::Resume,
         reason::RDMSR | reason::WRMSR => {
             let index = g[RCX] as u32;
             let ok = if e.reason.basic() == reason::RDMSR {
@@ -1019,7 +1112,7 @@ fn handle_fast(
                     None => false,
                 }
             } else {
-                write_msr(w, st, index, (g[RDX] << 32) | (g[RAX] & 0xffff_ffff))
+                write_msr(w, st, vm, index, (g[RDX] << 32) | (g[RAX] & 0xffff_ffff))
             };
             if ok {
                 skip_in_window(w, e.insn_len);
@@ -1105,6 +1198,12 @@ pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
             st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
             st.clock.time_pending = true;
         }
+        // Stored only if the guest has it; the TSC does not move (KVM).
+        msr::index::TSC_ADJUST => {
+            if cpuid::has(&st.cpuid, 7, 1, 1) {
+                st.msrs.tsc_adjust = v;
+            }
+        }
         msr::index::FS_BASE => st.segs[SEG_FS].base = v,
         msr::index::GS_BASE => st.segs[SEG_GS].base = v,
         _ => {
@@ -1157,7 +1256,7 @@ fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
 
 /// Guest WRMSR inside the window; false means #GP. The APIC base is
 /// read-only for the guest (no local APIC is emulated).
-fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
+fn write_msr(w: &mut Window<'_>, st: &mut State, vm: &Vm, index: u32, v: u64) -> bool {
     if let Some(ok) = st.msrs.mce.set(index, v, false) {
         return ok;
     }
@@ -1187,10 +1286,36 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
         msr::index::UCODE_REV => {}
         msr::index::FS_BASE => w.write(field::guest_seg(VMCS_FS).3, v),
         msr::index::GS_BASE => w.write(field::guest_seg(VMCS_GS).3, v),
+        // A guest write of the TSC moves TSC_ADJUST by as much (KVM).
         msr::index::TSC => {
-            st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
-            w.write(field::TSC_OFFSET, st.msrs.tsc_offset);
-            st.clock.time_pending = st.msrs.kvm_system_time & kvmclock::SYSTEM_TIME_ENABLE != 0;
+            let offset = v.wrapping_sub(rdtsc());
+            let adj = offset.wrapping_sub(st.msrs.tsc_offset);
+            st.msrs.tsc_adjust = st.msrs.tsc_adjust.wrapping_add(adj);
+            set_tsc_offset(w, st, offset);
+        }
+        // ... and a write of TSC_ADJUST moves the TSC (ignored if the
+        // guest's CPUID lacks TSC_ADJUST, as KVM).
+        msr::index::TSC_ADJUST => {
+            if cpuid::has(&st.cpuid, 7, 1, 1) {
+                let adj = v.wrapping_sub(st.msrs.tsc_adjust);
+                st.msrs.tsc_adjust = v;
+                set_tsc_offset(w, st, st.msrs.tsc_offset.wrapping_add(adj));
+            }
+        }
+        // PMU bits read-only, EMON ignored; with MISC_ENABLE_NO_MWAIT
+        // disabled, toggling MWAIT needs SSE3 in the guest's CPUID (KVM).
+        msr::index::MISC_ENABLE => {
+            let old = st.msrs.misc_enable;
+            let Some(v) = msr::guest_misc_enable(old, v) else {
+                return false;
+            };
+            if vm.quirk_disabled(abi::quirks::MISC_ENABLE_NO_MWAIT)
+                && (old ^ v) & msr::MISC_ENABLE_MWAIT != 0
+                && !cpuid::has(&st.cpuid, 1, 2, 0)
+            {
+                return false;
+            }
+            st.msrs.misc_enable = v;
         }
         msr::index::PAT => {
             st.msrs.pat = v;
@@ -1210,6 +1335,14 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, index: u32, v: u64) -> bool {
         }
     }
     true
+}
+
+/// A guest TSC or TSC_ADJUST write moved the TSC: the VMCS offset follows
+/// and the kvmclock page is rewritten before the guest runs on.
+fn set_tsc_offset(w: &mut Window<'_>, st: &mut State, offset: u64) {
+    st.msrs.tsc_offset = offset;
+    w.write(field::TSC_OFFSET, offset);
+    st.clock.time_pending = st.msrs.kvm_system_time & kvmclock::SYSTEM_TIME_ENABLE != 0;
 }
 
 /// MOV to or from DR0-DR7 (KVM's `handle_dr()`/`kvm_set_dr()` rules, with
@@ -1282,10 +1415,17 @@ fn handle_dr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
     Fast::Resume
 }
 
-/// MOV to CR0/CR3/CR4, MOV from CR3, CLTS and LMSW (KVM's
+/// MOV to CR0/CR3/CR4/CR8, MOV from CR3/CR8, CLTS and LMSW (KVM's
 /// `handle_cr()`/`kvm_set_cr0()`/`kvm_set_cr4()` rules), including entry to
 /// and exit from IA-32e mode through CR0.PG with EFER.LME.
-fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo, vm: &Vm) -> Fast {
+fn handle_cr(
+    w: &mut Window<'_>,
+    st: &mut State,
+    g: &mut [u64; 16],
+    e: &ExitInfo,
+    vm: &Vm,
+    apic: Option<&SpinLock<Apic>>,
+) -> Fast {
     let gpr = |w: &Window<'_>, g: &[u64; 16], n: u8| {
         if usize::from(n) == RSP {
             w.read(field::GUEST_RSP)
@@ -1338,6 +1478,31 @@ fn handle_cr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
             } else {
                 w.read(field::GUEST_CR3)
             };
+            if usize::from(n) == RSP {
+                w.write(field::GUEST_RSP, v);
+            } else {
+                g[usize::from(n)] = v;
+            }
+            skip_in_window(w, e.insn_len);
+            return Fast::Resume;
+        }
+        // CR8 is the TPR: the in-kernel APIC's, or the value user space
+        // sees in `kvm_run.cr8`. Bits 63:4 set give #GP (KVM).
+        CrAccess::ToCr { cr: 8, gpr: n } => {
+            let v = gpr(w, g, n);
+            if v & !0xf != 0 {
+                inject_gp(st, true);
+                return Fast::Resume;
+            }
+            st.cr8 = v;
+            if let Some(apic) = apic {
+                apic.lock().lapic.set_cr8(v);
+            }
+            skip_in_window(w, e.insn_len);
+            return Fast::Resume;
+        }
+        CrAccess::FromCr { cr: 8, gpr: n } => {
+            let v = apic.map_or(st.cr8, |a| a.lock().lapic.cr8());
             if usize::from(n) == RSP {
                 w.write(field::GUEST_RSP, v);
             } else {
@@ -1443,11 +1608,20 @@ fn handle_slow(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Res
             area.set_exit(kr::EXIT_IRQ_WINDOW_OPEN);
             Ok(Step::ToUser)
         }
+        reason::HLT if area.vcpu.has_apic => {
+            // Waits in the kernel (`apic_events`) until an interrupt the
+            // guest can take arrives.
+            area.vcpu.stats.inc(VcpuStat::HaltExits);
+            skip(st, e.insn_len);
+            st.mp_state = abi::mp_state::HALTED;
+            Ok(Step::Continue)
+        }
         reason::HLT => {
             skip(st, e.insn_len);
             area.set_exit(kr::EXIT_HLT);
             Ok(Step::ToUser)
         }
+        reason::RDMSR | reason::WRMSR => apic_msr(vm, st, area, e),
         reason::EXCEPTION_NMI if e.intr_info & 0xff == PF_VECTOR => {
             paging::handle_page_fault(vm, st, area, e)
         }
@@ -1705,11 +1879,35 @@ fn handle_ept_violation(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInf
         Map::ReadOnly if !q.write => return Ok(Step::Continue),
         Map::ReadOnly | Map::NoSlot => {}
     }
+    if vectoring_exit(area, e, e.gpa) {
+        return Ok(Step::ToUser);
+    }
     if q.fetch {
         emulation_failure(area, &[]);
         return Ok(Step::ToUser);
     }
     emulate_mmio(vm, st, area, e.gpa)
+}
+
+/// An access to be emulated hit while the CPU was delivering an event (the
+/// IDT, GDT or stack is MMIO): nothing at RIP did it, so exit with
+/// KVM_INTERNAL_ERROR_DELIVERY_EV in KVM's layout
+/// (`kvm_prepare_event_vectoring_exit()`).
+fn vectoring_exit(area: &RunArea<'_>, e: &ExitInfo, addr: u64) -> bool {
+    if e.idt_vectoring & EVENT_VALID == 0 {
+        return false;
+    }
+    area.internal_error(
+        kr::INTERNAL_ERROR_DELIVERY_EV,
+        &[
+            u64::from(e.idt_vectoring),
+            u64::from(e.reason.0),
+            e.qualification,
+            addr,
+            u64::from(e.cpu),
+        ],
+    );
+    true
 }
 
 /// Emulates the instruction at CS:RIP, which accessed `gpa` that no slot
@@ -1720,6 +1918,10 @@ fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result
         emulation_failure(area, &bytes[..n]);
         return Ok(Step::ToUser);
     };
+    let apic_page = st.apic_base & !0xfff & ((1 << 52) - 1);
+    if area.vcpu.has_apic && gpa & !0xfff == apic_page {
+        return xapic_mmio(vm, st, area, &insn, (gpa & 0xfff) as u32);
+    }
     match store_value(st, &insn) {
         Some(v) => {
             let v = v & size_mask(insn.size);
@@ -1811,7 +2013,22 @@ fn complete_pending(vm: &Vm, st: &mut State, area: &RunArea<'_>) -> Result {
             };
             set_reg(st, RAX, rax);
         }
-        Pending::Ins(s) => {
+        Pending::Ins(mut s) => {
+            // User space may have lowered RCX: move at most RCX elements,
+            // as KVM's pio_in_emulated() does (n = min(.., RCX)).
+            if s.rep {
+                let left = reg(st, RCX) & pio::addr_mask(s.addr_bytes);
+                if left == 0 {
+                    skip(st, s.insn_len);
+                    return Ok(());
+                }
+                if left < s.count {
+                    if s.df {
+                        s.low += (s.count - left) * s.size;
+                    }
+                    s.count = left;
+                }
+            }
             let mut buf = KVec::from_elem(0u8, s.bytes(), GFP_KERNEL)?;
             area.pio_read(&mut buf);
             if s.df {
@@ -1877,5 +2094,193 @@ impl Vm {
             done += n;
         }
         done
+    }
+}
+
+/// The host's monotonic clock in ns: the time base of the APIC timers.
+pub(super) fn now_ns() -> u64 {
+    shim::clock_read().0
+}
+
+fn is_x2apic_msr(index: u32) -> bool {
+    (lapic::X2APIC_MSR..=lapic::X2APIC_MSR_LAST).contains(&index)
+}
+
+/// What the APIC has for the vCPU before it runs (outside the window, may
+/// sleep): its timer, NMIs, INIT and SIPI; then, while the vCPU is halted
+/// or waits for SIPI, sleeps until that changes. Returns false when a
+/// signal ended the wait (the vCPU stays in its state, as on KVM).
+/// Model: `kvm_apic_accept_events()` and `vcpu_block()` in KVM.
+fn apic_events(vcpu: &Vcpu, st: &mut State) -> bool {
+    use abi::mp_state::*;
+    let mut a = vcpu.apic.lock();
+    loop {
+        let now = now_ns();
+        a.lapic.poll_timer(now);
+        if core::mem::take(&mut a.nmi) {
+            st.nmi = true;
+        }
+        if core::mem::take(&mut a.init) {
+            st.init(vcpu.id());
+            a.lapic.reset(true);
+            a.sipi = None;
+            // KVM: the BSP (vCPU 0) runs again from the reset vector;
+            // the others wait for SIPI.
+            st.mp_state = if vcpu.id() == 0 {
+                RUNNABLE
+            } else {
+                INIT_RECEIVED
+            };
+        }
+        if let Some(v) = a.sipi.take() {
+            if st.mp_state == INIT_RECEIVED {
+                st.sipi(v);
+                st.mp_state = RUNNABLE;
+            }
+        }
+        let wake = match st.mp_state {
+            HALTED => {
+                st.nmi
+                    || st.irq.is_some()
+                    || (st.regs.rflags & RFLAGS_IF != 0 && a.lapic.pending().is_some())
+            }
+            UNINITIALIZED | INIT_RECEIVED => false,
+            _ => true,
+        };
+        if wake {
+            if st.mp_state == HALTED {
+                st.mp_state = RUNNABLE;
+            }
+            return true;
+        }
+        let jiffies = match a.lapic.deadline() {
+            Some(d) => {
+                let ms = d.saturating_sub(now).div_ceil(1_000_000);
+                kernel::time::msecs_to_jiffies(ms.clamp(1, u64::from(u32::MAX)) as u32)
+            }
+            None => kernel::time::Jiffies::MAX,
+        };
+        if let CondVarTimeoutResult::Signal { .. } =
+            vcpu.wake_up.wait_interruptible_timeout(&mut a, jiffies)
+        {
+            return false;
+        }
+    }
+}
+
+/// A guest RDMSR or WRMSR of an x2APIC register or IA32_APIC_BASE with an
+/// in-kernel APIC (left the window in `handle_fast`). #GP for what the
+/// APIC refuses.
+fn apic_msr(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result<Step> {
+    let vcpu = area.vcpu;
+    let index = st.regs.rcx as u32;
+    let write = e.reason.basic() == reason::WRMSR;
+    let value = (st.regs.rdx << 32) | (st.regs.rax & 0xffff_ffff);
+    let protected = st.cr0 & cr0::PE != 0;
+    if index == msr::index::APIC_BASE {
+        if write {
+            let cpu = cpuid::guest_cpu(&st.cpuid);
+            if !cpu.apic_base_valid(value)
+                || !lapic::base_change_valid(st.apic_base, value, cpu.x2apic)
+            {
+                inject_gp(st, protected);
+                return Ok(Step::Continue);
+            }
+            st.apic_base = value;
+            vcpu.apic_base_changed(value);
+        } else {
+            set_reg(st, RAX, st.apic_base & 0xffff_ffff);
+            set_reg(st, RDX, st.apic_base >> 32);
+        }
+        skip(st, e.insn_len);
+        return Ok(Step::Continue);
+    }
+    let now = now_ns();
+    let effect = {
+        let mut a = vcpu.apic.lock();
+        if write {
+            a.lapic.msr_write(index, value, now)
+        } else {
+            a.lapic.msr_read(index, now).map(|v| {
+                set_reg(st, RAX, v & 0xffff_ffff);
+                set_reg(st, RDX, v >> 32);
+                lapic::Effect::None
+            })
+        }
+    };
+    match effect {
+        Ok(effect) => {
+            skip(st, e.insn_len);
+            Ok(apic_effect(vm, area, effect))
+        }
+        Err(lapic::Invalid) => {
+            inject_gp(st, protected);
+            Ok(Step::Continue)
+        }
+    }
+}
+
+/// An xAPIC MMIO access at `offset` in the APIC page, emulated in the
+/// kernel. In x2APIC mode or with the APIC disabled the page reads all
+/// ones and ignores writes (KVM's default LAPIC_MMIO_HOLE quirk).
+fn xapic_mmio(
+    vm: &Vm,
+    st: &mut State,
+    area: &RunArea<'_>,
+    insn: &Insn,
+    offset: u32,
+) -> Result<Step> {
+    let vcpu = area.vcpu;
+    let now = now_ns();
+    let len = u32::from(insn.size);
+    let effect = {
+        let mut a = vcpu.apic.lock();
+        let live = a.lapic.mode() == lapic::ApicMode::XApic;
+        match store_value(st, insn) {
+            Some(v) if live => a
+                .lapic
+                .mmio_write(offset, len, v & size_mask(insn.size), now),
+            Some(_) => lapic::Effect::None,
+            None => {
+                let v = if live {
+                    a.lapic.mmio_read(offset, len, now)
+                } else {
+                    u64::MAX
+                };
+                if let Access::Load { dst, .. } = insn.access {
+                    let n = usize::from(dst.num);
+                    let v = decode::apply_load(reg(st, n), v & size_mask(insn.size), insn);
+                    set_reg(st, n, v);
+                }
+                lapic::Effect::None
+            }
+        }
+    };
+    skip(st, u64::from(insn.len));
+    Ok(apic_effect(vm, area, effect))
+}
+
+/// Carries out what an APIC register write asked for: an IPI goes to its
+/// destinations; an EOI of a vector that a level-triggered MSI route of
+/// user space's I/O APIC sends to this vCPU ends the run with
+/// KVM_EXIT_IOAPIC_EOI (KVM's `kvm_ioapic_send_eoi()`: the route decides,
+/// not how the interrupt was accepted).
+fn apic_effect(vm: &Vm, area: &RunArea<'_>, effect: lapic::Effect) -> Step {
+    let vcpu = area.vcpu;
+    match effect {
+        lapic::Effect::None => Step::Continue,
+        lapic::Effect::Ipi(msg) => {
+            vm.deliver(msg, Some(vcpu.index()));
+            Step::Continue
+        }
+        lapic::Effect::Eoi { vector } => {
+            if vm.eoi_exits(vcpu, vector) {
+                area.set_exit(kr::EXIT_IOAPIC_EOI);
+                area.write(kr::EOI_VECTOR, &[vector]);
+                Step::ToUser
+            } else {
+                Step::Continue
+            }
+        }
     }
 }

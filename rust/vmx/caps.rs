@@ -86,6 +86,9 @@ pub(crate) mod proc {
     pub(crate) const CR3_LOAD_EXITING: u32 = 1 << 15;
     /// MOV from CR3 exits (shadow paging).
     pub(crate) const CR3_STORE_EXITING: u32 = 1 << 16;
+    /// MOV to/from CR8 exit: CR8 is the guest's TPR, never the host's.
+    pub(crate) const CR8_LOAD_EXITING: u32 = 1 << 19;
+    pub(crate) const CR8_STORE_EXITING: u32 = 1 << 20;
     /// Exit as soon as the guest can take an NMI.
     pub(crate) const NMI_WINDOW_EXITING: u32 = 1 << 22;
     /// MOV DR exits.
@@ -420,6 +423,8 @@ impl VmxCaps {
                 | proc::INVLPG_EXITING
                 | proc::CR3_LOAD_EXITING
                 | proc::CR3_STORE_EXITING
+                | proc::CR8_LOAD_EXITING
+                | proc::CR8_STORE_EXITING
                 | proc::UNCOND_IO_EXITING
                 | proc::USE_MSR_BITMAPS
                 | proc::ACTIVATE_SECONDARY,
@@ -461,7 +466,9 @@ impl VmxCaps {
                 proc::HLT_EXITING
                     | proc::UNCOND_IO_EXITING
                     | proc::ACTIVATE_SECONDARY
-                    | proc::MOV_DR_EXITING,
+                    | proc::MOV_DR_EXITING
+                    | proc::CR8_LOAD_EXITING
+                    | proc::CR8_STORE_EXITING,
                 proc::TSC_OFFSETTING | proc::MWAIT_EXITING | proc::MONITOR_EXITING,
             )?,
             proc2: adjust_controls(

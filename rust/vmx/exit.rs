@@ -28,6 +28,10 @@ pub(crate) mod reason {
     pub(crate) const INVLPG: u16 = 14;
     /// VMCALL.
     pub(crate) const VMCALL: u16 = 18;
+    /// MWAIT.
+    pub(crate) const MWAIT_INSTRUCTION: u16 = 36;
+    /// MONITOR.
+    pub(crate) const MONITOR_INSTRUCTION: u16 = 39;
     /// MOV to/from CR, CLTS, LMSW.
     pub(crate) const CR_ACCESS: u16 = 28;
     /// MOV to/from DR.

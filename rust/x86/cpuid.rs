@@ -109,6 +109,23 @@ pub(crate) fn update_runtime(entries: &mut [Entry], cr4: u64, apic_base: u64) {
     }
 }
 
+/// Whether the guest's CPUID(`function`, 0) has bit `n` of register `reg`
+/// (0 EAX, 1 EBX, 2 ECX, 3 EDX).
+pub(crate) fn has(entries: &[Entry], function: u32, reg: usize, n: u32) -> bool {
+    find(entries, function, 0).is_some_and(|i| {
+        let e = entries[i];
+        bit([e.eax, e.ebx, e.ecx, e.edx][reg], n)
+    })
+}
+
+/// With KVM_X86_QUIRK_MISC_ENABLE_NO_MWAIT disabled, CPUID.1:ECX.MWAIT
+/// mirrors IA32_MISC_ENABLE.MWAIT (KVM's `kvm_update_cpuid_runtime()`).
+pub(crate) fn update_mwait(entries: &mut [Entry], on: bool) {
+    if let Some(i) = find(entries, 1, 0) {
+        entries[i].ecx = (entries[i].ecx & !(1 << 3)) | u32::from(on) << 3;
+    }
+}
+
 /// The CPUID a guest sees when user space never set one: a small table
 /// that describes only what rkvm runs today (unpaged modes: no PSE/PAE
 /// advertised, no APIC, no XSAVE), with its own vendor string. KVM would
@@ -200,9 +217,12 @@ pub(crate) fn lookup(entries: &[Entry], function: u32, index: u32) -> [u32; 4] {
 /// DE (MOV DR is emulated with CR4.DE's rules), PSE, TSC, MSR, PAE, MCE
 /// and MCA (the machine-check MSRs and `KVM_X86_SETUP_MCE`), CX8, SEP,
 /// MTRR (`super::mtrr`), PGE, CMOV, PAT, PSE-36, CLFLUSH, MMX, FXSR, SSE,
-/// SSE2. Not: VME, APIC (no in-kernel local APIC), HTT and the rest.
+/// SSE2, APIC (the in-kernel local APIC of a split irqchip,
+/// `super::lapic`; a VMM without one clears it, as with KVM). Not: VME,
+/// HTT and the rest.
 const LEAF1_EDX: u32 = 1
     | 1 << 2
+    | 1 << 9
     | 1 << 7
     | 1 << 12
     | 1 << 14
@@ -223,13 +243,18 @@ const LEAF1_EDX: u32 = 1
     | 1 << 26;
 /// Leaf 1 ECX: instructions that run natively (SSE3, PCLMULQDQ, SSSE3,
 /// CX16, SSE4.1, SSE4.2, MOVBE, POPCNT, AES, RDRAND); not XSAVE/OSXSAVE
-/// and what needs it (AVX, FMA, F16C), x2APIC, TSC deadline.
+/// and what needs it (AVX, FMA, F16C), TSC deadline.
 const LEAF1_ECX: u32 =
     1 | 1 << 1 | 1 << 9 | 1 << 13 | 1 << 19 | 1 << 20 | 1 << 22 | 1 << 23 | 1 << 25 | 1 << 30;
-/// Leaf 1 ECX bit 31: running under a hypervisor (KVM sets it too).
-const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// Leaf 1 ECX bit 31: running under a hypervisor (KVM sets it too), and
+/// bit 21, x2APIC, which the in-kernel local APIC emulates whatever the
+/// host has (as KVM).
+const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31 | 1 << 21;
 /// Leaf 7.0 EBX: BMI1, BMI2, ERMS, ADX.
 const LEAF7_EBX: u32 = 1 << 3 | 1 << 8 | 1 << 9 | 1 << 19;
+/// Leaf 7.0 EBX TSC_ADJUST: IA32_TSC_ADJUST is emulated, host or not (KVM's
+/// `EMULATED_F(TSC_ADJUST)`).
+const LEAF7_EBX_EMULATED: u32 = 1 << 1;
 /// Leaf 0x80000001 ECX: LAHF/SAHF, LZCNT, PREFETCHW.
 const EXT1_ECX: u32 = 1 | 1 << 5 | 1 << 8;
 /// Leaf 0x80000001 EDX: SYSCALL/SYSRET (their MSRs are switched around
@@ -295,7 +320,12 @@ pub(crate) fn supported(host: impl Fn(u32, u32) -> [u32; 4]) -> [Entry; 8] {
                 h1[3] & LEAF1_EDX,
             ],
         ),
-        leaf(7, 0, FLAG_SIGNIFICANT_INDEX, [0, h7[1] & LEAF7_EBX, 0, 0]),
+        leaf(
+            7,
+            0,
+            FLAG_SIGNIFICANT_INDEX,
+            [0, (h7[1] & LEAF7_EBX) | LEAF7_EBX_EMULATED, 0, 0],
+        ),
         leaf(
             KVM_SIGNATURE_LEAF,
             0,

@@ -6,6 +6,7 @@ pub(crate) mod cpuid;
 pub(crate) mod debugreg;
 pub(crate) mod decode;
 pub(crate) mod kvmclock;
+pub(crate) mod lapic;
 pub(crate) mod mce;
 pub(crate) mod msr;
 pub(crate) mod mtrr;

@@ -28,6 +28,10 @@ pub(crate) mod index {
     pub(crate) const SYSENTER_EIP: u32 = 0x176;
     /// IA32_MISC_ENABLE.
     pub(crate) const MISC_ENABLE: u32 = 0x1a0;
+    /// IA32_TSC_ADJUST.
+    pub(crate) const TSC_ADJUST: u32 = 0x3b;
+    /// MSR_K7_HWCR (emulated on every vendor, as KVM).
+    pub(crate) const HWCR: u32 = 0xc001_0015;
     /// IA32_BIOS_SIGN_ID: the microcode revision (bits 63:32). The host
     /// sets it; a guest write (which asks the CPU to latch the revision)
     /// changes nothing, as on KVM.
@@ -67,7 +71,7 @@ pub(crate) mod index {
 /// save and restore (EFER and APIC_BASE travel in `kvm_sregs`, as on KVM,
 /// but are accepted here too). The machine-check banks are not listed:
 /// as on KVM, a VMM finds them through IA32_MCG_CAP.
-pub(crate) const SAVED: [u32; 18] = [
+pub(crate) const SAVED: [u32; 20] = [
     index::SYSENTER_CS,
     index::SYSENTER_ESP,
     index::SYSENTER_EIP,
@@ -77,6 +81,7 @@ pub(crate) const SAVED: [u32; 18] = [
     index::SFMASK,
     index::LSTAR,
     index::TSC,
+    index::TSC_ADJUST,
     index::PAT,
     index::MISC_ENABLE,
     index::UCODE_REV,
@@ -86,6 +91,7 @@ pub(crate) const SAVED: [u32; 18] = [
     index::KVM_SYSTEM_TIME,
     index::KVM_WALL_CLOCK_NEW,
     index::KVM_SYSTEM_TIME_NEW,
+    index::HWCR,
 ];
 
 /// IA32_PAT at reset.
@@ -94,6 +100,27 @@ pub(crate) const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 pub(crate) const UCODE_REV_RESET: u64 = 1 << 32;
 /// IA32_MISC_ENABLE at reset (KVM's: PEBS and BTS unavailable).
 pub(crate) const MISC_ENABLE_RESET: u64 = 1 << 11 | 1 << 12;
+/// MISC_ENABLE bits: EMON (guest writes ignored), MWAIT, and the PMU
+/// bits a guest may not change (KVM's `MSR_IA32_MISC_ENABLE_PMU_RO_MASK`).
+pub(crate) const MISC_ENABLE_EMON: u64 = 1 << 7;
+pub(crate) const MISC_ENABLE_MWAIT: u64 = 1 << 18;
+const MISC_ENABLE_PMU_RO: u64 = 1 << 11 | 1 << 12;
+
+/// A guest write of `v` to MISC_ENABLE over `old` (KVM's
+/// `kvm_set_msr_common()`): `None` (#GP) if a PMU read-only bit changes;
+/// EMON keeps its value.
+pub(crate) fn guest_misc_enable(old: u64, v: u64) -> Option<u64> {
+    if (old ^ v) & MISC_ENABLE_PMU_RO != 0 {
+        return None;
+    }
+    Some((v & !MISC_ENABLE_EMON) | (old & MISC_ENABLE_EMON))
+}
+
+/// HWCR bits a write may set (McStatusWrEn, TscFreqSel; not CpuidUserDis,
+/// rkvm does not offer GP_ON_USER_CPUID) and bits silently dropped (TLB
+/// cache, flush filter, IGNNE emulation), as KVM.
+const HWCR_VALID: u64 = 1 << 18 | 1 << 24;
+const HWCR_IGNORED: u64 = 1 << 3 | 1 << 6 | 1 << 8;
 
 /// The MSRs rkvm stores itself (the others live in the VMCS or elsewhere
 /// in the vCPU state).
@@ -115,6 +142,10 @@ pub(crate) struct Msrs {
     pub(crate) misc_enable: u64,
     /// IA32_BIOS_SIGN_ID.
     pub(crate) ucode_rev: u64,
+    /// IA32_TSC_ADJUST.
+    pub(crate) tsc_adjust: u64,
+    /// MSR_K7_HWCR.
+    pub(crate) hwcr: u64,
     /// Guest TSC minus host TSC (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
     /// MSR_KVM_SYSTEM_TIME(_NEW): the guest address of this vCPU's
@@ -141,6 +172,8 @@ impl Default for Msrs {
             pat: PAT_RESET,
             misc_enable: MISC_ENABLE_RESET,
             ucode_rev: UCODE_REV_RESET,
+            tsc_adjust: 0,
+            hwcr: 0,
             tsc_offset: 0,
             kvm_system_time: 0,
             kvm_wall_clock: 0,
@@ -180,6 +213,7 @@ pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
         // Checked by `Mce::set`.
         index::MCG_STATUS | index::MCG_CTL => true,
         index::PAT => pat_valid(v),
+        index::HWCR => v & !(HWCR_VALID | HWCR_IGNORED) == 0,
         // Made canonical instead (see `sysenter_address`).
         index::SYSENTER_ESP | index::SYSENTER_EIP => true,
         // Any address: one no slot backs is simply never written (KVM).
@@ -192,6 +226,7 @@ pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
         | index::UCODE_REV
         | index::SYSENTER_CS
         | index::TSC
+        | index::TSC_ADJUST
         | index::EFER
         | index::APIC_BASE => true,
         _ => return None,
@@ -210,6 +245,8 @@ impl Msrs {
             index::PAT => self.pat,
             index::MISC_ENABLE => self.misc_enable,
             index::UCODE_REV => self.ucode_rev,
+            index::TSC_ADJUST => self.tsc_adjust,
+            index::HWCR => self.hwcr,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => self.kvm_wall_clock,
             _ => return None,
@@ -228,6 +265,7 @@ impl Msrs {
             index::PAT => &mut self.pat,
             index::MISC_ENABLE => &mut self.misc_enable,
             index::UCODE_REV => &mut self.ucode_rev,
+            index::HWCR => &mut self.hwcr,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => &mut self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => &mut self.kvm_wall_clock,
             _ => return None,
@@ -235,7 +273,11 @@ impl Msrs {
         if !write_valid(index, v)? {
             return Some(false);
         }
-        *slot = v;
+        *slot = if index == index::HWCR {
+            v & !HWCR_IGNORED
+        } else {
+            v
+        };
         Some(true)
     }
 }

@@ -231,7 +231,7 @@ fn bochs_haswell_decodes_as_in_the_lab() {
     );
     assert_eq!(
         (c.pin, c.proc, c.proc2, c.exit, c.entry),
-        (0x3f, 0x95c1_e3fe, 0xa2, 0x33_6ffb, 0x93fb)
+        (0x3f, 0x95d9_e3fe, 0xa2, 0x33_6ffb, 0x93fb)
     );
     assert_eq!(
         c.ept,
@@ -262,6 +262,8 @@ fn bochs_haswell_decodes_as_in_the_lab() {
             | proc::ACTIVATE_SECONDARY
             | proc::TSC_OFFSETTING
             | proc::MOV_DR_EXITING
+            | proc::CR8_LOAD_EXITING
+            | proc::CR8_STORE_EXITING
             | proc::MWAIT_EXITING
             | proc::MONITOR_EXITING
     );

@@ -158,12 +158,19 @@ fn supported_table_offers_only_what_rkvm_runs() {
         (26, "XSAVE"),
         (27, "OSXSAVE"),
         (28, "AVX"),
-        (21, "x2APIC"),
+        (24, "TSC deadline"),
         (5, "VMX"),
     ] {
         assert_eq!(ecx & 1 << bit, 0, "{name} must not be offered");
     }
-    for (bit, name) in [(9, "APIC"), (1, "VME")] {
+    assert_ne!(ecx & 1 << 21, 0, "x2APIC (emulated)");
+    assert_ne!(edx & 1 << 9, 0, "APIC");
+    assert_ne!(
+        supported(|_, _| [0x16, 0, 0, 0])[1].ecx & 1 << 21,
+        0,
+        "x2APIC without the host's"
+    );
+    for (bit, name) in [(1, "VME")] {
         assert_eq!(edx & 1 << bit, 0, "{name} must not be offered");
     }
     for (bit, name) in [
@@ -197,6 +204,10 @@ fn supported_table_follows_a_poor_host() {
         _ => [0; 4],
     });
     assert_eq!(lookup(&t, 1, 0)[3], 1, "only what the host has");
-    assert_eq!(lookup(&t, 7, 0), [0; 4]);
+    assert_eq!(
+        lookup(&t, 7, 0),
+        [0, 1 << 1, 0, 0],
+        "TSC_ADJUST is emulated"
+    );
     assert_eq!(lookup(&t, 0x8000_0008, 0)[0], 36 | 48 << 8);
 }

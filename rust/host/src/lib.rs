@@ -29,6 +29,8 @@ pub mod decode;
 pub mod exit;
 #[path = "../../x86/kvmclock.rs"]
 pub mod kvmclock;
+#[path = "../../x86/lapic.rs"]
+pub mod lapic;
 #[path = "../../x86/mce.rs"]
 pub mod mce;
 #[path = "../../x86/msr.rs"]
@@ -62,6 +64,8 @@ mod decode_tests;
 mod exit_tests;
 #[cfg(test)]
 mod kvmclock_tests;
+#[cfg(test)]
+mod lapic_tests;
 #[cfg(test)]
 mod msr_tests;
 #[cfg(test)]

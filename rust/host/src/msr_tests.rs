@@ -41,6 +41,21 @@ fn stored_msrs_keep_reset_values_and_refuse_bad_writes() {
 }
 
 #[test]
+fn misc_enable_and_hwcr_follow_kvm() {
+    // hwcr_msr_test: bits 3, 6, 8 dropped, 18 and 24 kept, others refused.
+    let mut m = Msrs::default();
+    assert_eq!(m.set(index::HWCR, 1 << 3 | 1 << 18), Some(true));
+    assert_eq!(m.get(index::HWCR), Some(1 << 18));
+    assert_eq!(m.set(index::HWCR, 1 << 35), Some(false));
+    // msrs_test: the PMU bits are read-only for the guest, EMON ignored.
+    assert_eq!(guest_misc_enable(MISC_ENABLE_RESET, 1), None);
+    assert_eq!(
+        guest_misc_enable(MISC_ENABLE_RESET, MISC_ENABLE_RESET | 1 | 1 << 7),
+        Some(MISC_ENABLE_RESET | 1)
+    );
+}
+
+#[test]
 fn guest_efer_keeps_lma() {
     assert_eq!(guest_efer(0x500, 0x101), 0x501);
     assert_eq!(guest_efer(0, 0x401), 0x1);

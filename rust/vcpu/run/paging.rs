@@ -17,8 +17,8 @@
 use kernel::prelude::*;
 
 use super::{
-    emulate_mmio, emulation_failure, fetch_insn, skip, store_value, ExitInfo, RunArea, Step,
-    CR4_PAE, EVENT_ERROR_CODE, EVENT_TYPE_HW_EXCEPTION, EVENT_VALID, PF_VECTOR,
+    emulate_mmio, emulation_failure, fetch_insn, skip, store_value, vectoring_exit, ExitInfo,
+    RunArea, Step, CR4_PAE, EVENT_ERROR_CODE, EVENT_TYPE_HW_EXCEPTION, EVENT_VALID, PF_VECTOR,
 };
 use crate::{
     mmu::{
@@ -238,6 +238,8 @@ pub(super) fn handle_page_fault(
         Some(slot) if slot.invalid() => return Ok(Step::Continue),
         // Writes to a read-only slot exit as MMIO writes, as in KVM.
         Some(slot) if !(slot.readonly() && kind == Kind::Write) => slot,
+        // KVM reports cr2 (the linear address) for a shadow-paging fault.
+        _ if vectoring_exit(area, e, e.qualification) => return Ok(Step::ToUser),
         _ if kind == Kind::Fetch => {
             emulation_failure(area, &[]);
             return Ok(Step::ToUser);
