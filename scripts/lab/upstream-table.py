@@ -20,7 +20,9 @@ import re
 import sys
 
 DEVICES = [("kvm_intel_ept0", "kvm_intel ept=0"), ("rkvm", "rkvm")]
-RESULT = re.compile(r"^# upstream-result (\S+) (\S+) (\S+) (\d+)")
+# Anywhere in a line: a test whose last output line has no newline puts
+# the result line right after it.
+RESULT = re.compile(r"# upstream-result (\S+) (\S+) (\S+) (\d+)")
 # Output lines that say nothing about the failure (the lab has no addr2line).
 NOISE = re.compile(r"^# \s*$|addr2line|^# Random seed|^# ok \d|^# 1\.\.\d+$|^# # Totals")
 
@@ -59,7 +61,7 @@ def main():
             lines.extend(f)
     for line in lines:
         line = line.rstrip("\r\n")
-        m = RESULT.match(line)
+        m = RESULT.search(line)
         if m:
             got[(m.group(1), m.group(2))] = (m.group(3), m.group(4))
             last[(m.group(1), m.group(2))] = asserted or said
