@@ -98,7 +98,7 @@ fi
 # Most suites run on one emulated CPU (a 2-CPU Bochs guest is ~2.5x
 # slower); the smp run keeps the tests that need vCPUs on several CPUs.
 # The vmx boot takes ~20 min since mmu_test runs on kvm_intel ept=0 and on
-# rkvm there: each boot may take 45 min. Two host cores: vmx and smp run
+# rkvm there, lapic_test on both: each boot may take 55 min. Two host cores: vmx and smp run
 # together in one runner; beside them, a second runner boots novmx (short)
 # and then qemu (QEMU booting a Linux guest on kvm_intel ept=0 and on
 # rkvm), so no more than three emulators share the two cores at any time.
@@ -107,16 +107,16 @@ stamp "lab: booting VMX ($BOCHS_CPU_VMX x1) and SMP ($BOCHS_CPU_VMX x2) guests, 
 (
 	python3 scripts/lab/run.py --outdir build/lab/runs --results "$out/results-side" \
 		--run "novmx:build/lab/novmx.iso:$BOCHS_CPU_NOVMX:1" \
-		--mem "$LAB_MEM_MB" --timeout 2700
+		--mem "$LAB_MEM_MB" --timeout 3300
 	python3 scripts/lab/run.py --outdir build/lab/runs --results "$out/results-side" \
 		--run "qemu:build/lab/qemu.iso:$BOCHS_CPU_VMX:1" \
-		--mem "$LAB_MEM_MB" --timeout 2700
+		--mem "$LAB_MEM_MB" --timeout 3300
 ) >"$out/lab-side.log" 2>&1 &
 side=$!
 python3 scripts/lab/run.py --outdir build/lab/runs --results "$results" \
 	--run "vmx:build/lab/vmx.iso:$BOCHS_CPU_VMX:1" \
 	--run "smp:build/lab/smp.iso:$BOCHS_CPU_VMX:2" \
-	--mem "$LAB_MEM_MB" --timeout 2700 | tee "$out/lab.log"
+	--mem "$LAB_MEM_MB" --timeout 3300 | tee "$out/lab.log"
 wait "$side"
 tee -a "$out/lab.log" <"$out/lab-side.log"
 cat "$out/results-side" >>"$results"
