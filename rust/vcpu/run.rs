@@ -2045,12 +2045,18 @@ fn complete_pending(vm: &Vm, st: &mut State, area: &RunArea<'_>) -> Result {
 fn complete_mmio_load(st: &mut State, area: &RunArea<'_>, insn: &Insn) {
     let mut data = [0u8; 8];
     area.read(kr::MMIO_DATA, &mut data);
+    load_register(st, insn, u64::from_le_bytes(data));
+    skip(st, u64::from(insn.len));
+}
+
+/// Puts `value`, read by the decoded load `insn`, into its destination
+/// register (with the load's width and extension).
+fn load_register(st: &mut State, insn: &Insn, value: u64) {
     if let Access::Load { dst, .. } = insn.access {
         let n = usize::from(dst.num);
-        let v = decode::apply_load(reg(st, n), u64::from_le_bytes(data), insn);
+        let v = decode::apply_load(reg(st, n), value, insn);
         set_reg(st, n, v);
     }
-    skip(st, u64::from(insn.len));
 }
 
 /// Guest memory through the VMM's mapping of a slot.
@@ -2247,11 +2253,7 @@ fn xapic_mmio(
                 } else {
                     u64::MAX
                 };
-                if let Access::Load { dst, .. } = insn.access {
-                    let n = usize::from(dst.num);
-                    let v = decode::apply_load(reg(st, n), v & size_mask(insn.size), insn);
-                    set_reg(st, n, v);
-                }
+                load_register(st, insn, v & size_mask(insn.size));
                 lapic::Effect::None
             }
         }

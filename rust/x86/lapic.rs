@@ -284,7 +284,6 @@ impl Lapic {
         if new == self.mode {
             return;
         }
-        let old = self.mode;
         self.mode = new;
         match new {
             ApicMode::Disabled => self.reset(false),
@@ -296,7 +295,6 @@ impl Lapic {
                 self.regs[idx(reg::LDR)] = self.x2apic_ldr();
             }
             ApicMode::XApic => {
-                let _ = old;
                 self.regs[idx(reg::ID)] = self.vcpu_id << 24;
             }
         }
