@@ -45,6 +45,10 @@ extern "C" {
 pub(crate) trait FdObject: Send + Sync + Sized + 'static {
     /// Handles one ioctl; the returned value is the ioctl's return value.
     fn ioctl(this: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize>;
+
+    /// The fd is being closed (other references to the object may live
+    /// on, e.g. a vCPU's on its VM).
+    fn release(&self) {}
 }
 
 /// `file_operations` made shareable as a static.
@@ -140,6 +144,8 @@ unsafe extern "C" fn release<T: FdObject>(
     // SAFETY: private_data was set from `Arc::<T>::into_foreign` by
     // `install`, and release runs exactly once, after every other file
     // operation has finished.
-    drop(unsafe { <Arc<T> as ForeignOwnable>::from_foreign((*file).private_data) });
+    let obj = unsafe { <Arc<T> as ForeignOwnable>::from_foreign((*file).private_data) };
+    obj.release();
+    drop(obj);
     0
 }

@@ -19,6 +19,7 @@ mod abi;
 mod dev;
 mod fd;
 mod ioeventfd;
+mod irqfd;
 mod memslot;
 mod mmu;
 mod notifier;

@@ -442,23 +442,34 @@ impl Vcpu {
         self.index
     }
 
-    /// Whether a message for `dest` reaches this vCPU's APIC (not its own
-    /// message).
-    pub(crate) fn apic_matches(&self, dest: lapic::Dest) -> bool {
-        self.has_apic && self.apic.lock().lapic.matches(dest, false)
+    /// Whether an MSI for `dest` reaches this vCPU's APIC (`quirk`: KVM's
+    /// x2APIC broadcast quirk applies, see `Apic::msi_dest`).
+    pub(crate) fn apic_matches(&self, dest: lapic::Dest, quirk: bool) -> bool {
+        if !self.has_apic {
+            return false;
+        }
+        let a = self.apic.lock();
+        let dest = if quirk { a.lapic.msi_dest(dest) } else { dest };
+        a.lapic.matches(dest, false)
     }
 
     /// Hands `msg` to this vCPU's APIC if it is for it (`is_self`: this
     /// vCPU sent it). Fixed and lowest-priority interrupts go to IRR (and
     /// are dropped by a disabled APIC), NMI, INIT and SIPI are noted for
     /// `KVM_RUN`; SMI and ExtINT are not supported and dropped. Returns
-    /// whether the APIC was a destination.
-    pub(crate) fn deliver(&self, msg: lapic::Message, is_self: bool) -> bool {
+    /// whether the APIC was a destination. `quirk`: `msg` is an MSI under
+    /// KVM's x2APIC broadcast quirk (see `Apic::msi_dest`).
+    pub(crate) fn deliver(&self, msg: lapic::Message, is_self: bool, quirk: bool) -> bool {
         if !self.has_apic {
             return false;
         }
         let mut a = self.apic.lock();
-        if !a.lapic.matches(msg.dest, is_self) {
+        let dest = if quirk {
+            a.lapic.msi_dest(msg.dest)
+        } else {
+            msg.dest
+        };
+        if !a.lapic.matches(dest, is_self) {
             return false;
         }
         match msg.mode {

@@ -99,6 +99,11 @@ pub(crate) struct Vm {
     /// First field: it is undone (waiting for running callbacks, which
     /// use the fields below) before anything else of the VM is dropped.
     notifier: crate::notifier::Registration,
+    /// `KVM_IRQFD` registrations. Second field: dropping them detaches
+    /// each from its eventfd and waits for its pending delivery, which
+    /// reads `routing` and `vcpus` (see `crate::irqfd`).
+    #[pin]
+    irqfds: Mutex<crate::irqfd::IrqFds>,
     /// The address space of the process that created the VM: guest memory
     /// lives there, and only that process may use the VM.
     mm: ARef<Mm>,
@@ -159,6 +164,9 @@ pub(crate) struct Vm {
     /// `KVM_CAP_X2APIC_API` with KVM_X2APIC_API_USE_32BIT_IDS: the APIC
     /// state ioctls carry x2APIC ids as 32 bits.
     x2apic_format: AtomicBool,
+    /// `KVM_CAP_X2APIC_API` with KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK:
+    /// an MSI to id 0xff is not a broadcast to APICs in x2APIC mode.
+    broadcast_quirk_disabled: AtomicBool,
     /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not set, the default bound).
     /// Set once, under `vcpus`.
     max_vcpu_ids: AtomicU32,
@@ -199,6 +207,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
     let vm = Arc::pin_init(
         try_pin_init!(Vm {
             notifier: crate::notifier::Registration::new(),
+            irqfds <- new_mutex!(crate::irqfd::IrqFds::default()),
             mm,
             slots <- new_mutex!(memslots),
             active,
@@ -218,6 +227,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             first_tsc_offset: AtomicU64::new(0),
             split_irqchip: AtomicBool::new(false),
             x2apic_format: AtomicBool::new(false),
+            broadcast_quirk_disabled: AtomicBool::new(false),
             max_vcpu_ids: AtomicU32::new(0),
             routing <- new_mutex!(Routing::default()),
         }),
@@ -770,6 +780,8 @@ impl Vm {
                 }
                 let on = cap.args[0] & abi::X2APIC_API_USE_32BIT_IDS != 0;
                 self.x2apic_format.store(on, Ordering::Relaxed);
+                let off = cap.args[0] & abi::X2APIC_API_DISABLE_BROADCAST_QUIRK != 0;
+                self.broadcast_quirk_disabled.store(off, Ordering::Relaxed);
                 return Ok(());
             }
             _ => {}
@@ -820,10 +832,11 @@ impl Vm {
     /// first APIC that matches (KVM arbitrates by priority; rkvm does
     /// not). Returns how many APICs took it.
     pub(crate) fn deliver(&self, msg: lapic::Message, sender: Option<usize>) -> usize {
+        let quirk = sender.is_none() && self.broadcast_quirk();
         let vcpus = self.vcpus.lock();
         let mut n = 0;
         for v in vcpus.iter() {
-            if !v.deliver(msg, sender == Some(v.index())) {
+            if !v.deliver(msg, sender == Some(v.index()), quirk) {
                 continue;
             }
             n += 1;
@@ -854,8 +867,33 @@ impl Vm {
         let routing = self.routing.lock();
         routing.msi.iter().any(|&(gsi, address, data)| {
             let m = lapic::msi_message(address, data);
-            gsi < routing.pins && m.level && m.vector == vector && v.apic_matches(m.dest)
+            gsi < routing.pins
+                && m.level
+                && m.vector == vector
+                && v.apic_matches(m.dest, self.broadcast_quirk())
         })
+    }
+
+    /// Whether KVM's x2APIC broadcast quirk applies: a message that is not
+    /// an IPI (an MSI), sent to id 0xff, is a broadcast for APICs in x2APIC
+    /// mode (KVM's `kvm_apic_mda()`). On unless user space disabled it.
+    fn broadcast_quirk(&self) -> bool {
+        !self.broadcast_quirk_disabled.load(Ordering::Relaxed)
+    }
+
+    /// An irqfd on `gsi` was signalled: its MSI route, if any, is sent
+    /// (`crate::irqfd`; process context, no lock held).
+    pub(crate) fn irqfd_fire(&self, gsi: u32) {
+        let route = self
+            .routing
+            .lock()
+            .msi
+            .iter()
+            .find(|r| r.0 == gsi)
+            .map(|&(_, address, data)| lapic::msi_message(address, data));
+        if let Some(msg) = route {
+            self.deliver(msg, None);
+        }
     }
 
     /// `KVM_SIGNAL_MSI`: EINVAL without the irqchip or with flags other
@@ -871,7 +909,7 @@ impl Vm {
 
     /// `KVM_SET_GSI_ROUTING`: all or nothing; EINVAL without the irqchip,
     /// for flags, more than 4096 entries, a GSI out of range, entry flags
-    /// but KVM_MSI_VALID_DEVID, and any type but MSI (irqchip pins are user space's with a split
+    /// but KVM_MSI_VALID_DEVID, a second route for a GSI, and any type but MSI (irqchip pins are user space's with a split
     /// irqchip).
     fn set_gsi_routing(&self, arg: usize) -> Result {
         let head = UserSlice::new(UserPtr::from_addr(arg), size_of::<abi::KvmIrqRouting>())
@@ -887,14 +925,18 @@ impl Vm {
         )
         .reader();
         let mut msi = KVec::with_capacity(n, GFP_KERNEL_ACCOUNT)?;
+        // The GSIs seen: one MSI route per GSI, as KVM.
+        let mut seen = [0u64; abi::MAX_IRQ_ROUTES as usize / 64];
         for _ in 0..n {
             let e = reader.read::<abi::KvmIrqRoutingEntry>()?;
             if e.gsi >= abi::MAX_IRQ_ROUTES
                 || e.flags & !abi::MSI_VALID_DEVID != 0
                 || e.kind != abi::IRQ_ROUTING_MSI
+                || seen[e.gsi as usize / 64] & 1 << (e.gsi % 64) != 0
             {
                 return Err(EINVAL);
             }
+            seen[e.gsi as usize / 64] |= 1 << (e.gsi % 64);
             let address = u64::from(e.address_hi) << 32 | u64::from(e.address_lo);
             msi.push((e.gsi, address, e.data), GFP_KERNEL_ACCOUNT)?;
         }
@@ -955,6 +997,12 @@ impl Vm {
 }
 
 impl fd::FdObject for Vm {
+    /// Closing the VM fd ends its irqfds, even while vCPU fds keep the VM
+    /// alive (KVM's `kvm_vm_release()`).
+    fn release(&self) {
+        self.irqfds.lock().clear();
+    }
+
     fn ioctl(this: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
         this.check_caller()?;
         let user = |size| UserSlice::new(UserPtr::from_addr(arg), size);
@@ -1032,6 +1080,12 @@ impl fd::FdObject for Vm {
                     .reader()
                     .read::<abi::KvmMsi>()?;
                 this.signal_msi(&msi)
+            }
+            abi::KVM_IRQFD => {
+                let args = user(size_of::<abi::KvmIrqfd>())
+                    .reader()
+                    .read::<abi::KvmIrqfd>()?;
+                this.irqfds.lock().ioctl(&this, &args)
             }
             abi::KVM_SET_GSI_ROUTING => {
                 this.set_gsi_routing(arg)?;

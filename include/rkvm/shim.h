@@ -66,6 +66,19 @@ void rkvm_mn_invalidate_end(const void *vm);
 void rkvm_mn_release(const void *vm);
 bool rkvm_mn_age(const void *vm, unsigned long start, unsigned long end,
 		 bool clear);
+/* c/irqfd.c: an irqfd on the eventfd behind fd whose signals call
+ * rkvm_irqfd_fire(vm, gsi) from a work item; an ERR_PTR for a bad fd
+ * (-EBADF), a file that is no eventfd (-EINVAL), an eventfd some irqfd
+ * already has (-EBUSY) or no memory. */
+void *rkvm_irqfd_new(int fd, const void *vm, u32 gsi);
+/* The eventfd context of an irqfd (to compare with rkvm_eventfd_get()). */
+const void *rkvm_irqfd_eventfd(const void *irqfd);
+/* Whether the eventfd's file was released, which detached the irqfd. */
+bool rkvm_irqfd_hung_up(const void *irqfd);
+/* Detaches the irqfd, waits for a pending injection and frees it. */
+void rkvm_irqfd_free(void *irqfd);
+/* rust/irqfd.rs. */
+void rkvm_irqfd_fire(const void *vm, u32 gsi);
 /* eventfd_ctx_fdget(): a counted reference on the eventfd behind fd, or an
  * ERR_PTR (-EBADF, -EINVAL). */
 void *rkvm_eventfd_get(int fd);

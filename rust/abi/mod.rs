@@ -118,6 +118,16 @@ pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
 pub(crate) const KVM_GET_STATS_FD: u32 = _IO(KVMIO, 0xce);
 /// `KVM_SIGNAL_MSI` (VM fd): needs an in-kernel irqchip (rkvm: split).
 pub(crate) const KVM_SIGNAL_MSI: u32 = _IOW::<KvmMsi>(KVMIO, 0xa5);
+/// `KVM_IRQFD` (VM fd): an eventfd that raises a GSI; needs an in-kernel
+/// irqchip (rkvm: split, so the GSI's MSI route).
+pub(crate) const KVM_IRQFD: u32 = _IOW::<KvmIrqfd>(KVMIO, 0x76);
+/// `KVM_IRQFD_FLAG_*`.
+pub(crate) mod irqfd_flag {
+    pub(crate) const DEASSIGN: u32 = 1;
+    /// A level-triggered irqfd with a resample eventfd: needs KVM's full
+    /// in-kernel irqchip, so EINVAL on rkvm (as KVM with a split one).
+    pub(crate) const RESAMPLE: u32 = 2;
+}
 /// `KVM_SET_GSI_ROUTING` (VM fd): needs an in-kernel irqchip (rkvm: split).
 pub(crate) const KVM_SET_GSI_ROUTING: u32 = _IOW::<KvmIrqRouting>(KVMIO, 0x6a);
 /// `KVM_GET_LAPIC` / `KVM_SET_LAPIC` (vCPU fd): the local APIC's register
@@ -163,6 +173,7 @@ mod cap {
     pub(super) const INTERNAL_ERROR_DATA: usize = 40;
     pub(super) const IRQ_ROUTING: usize = 25;
     pub(super) const SIGNAL_MSI: usize = 77;
+    pub(super) const IRQFD: usize = 32;
     pub(super) const ADJUST_CLOCK: usize = 39;
     pub(super) const X86_ROBUST_SINGLESTEP: usize = 51;
     pub(super) const DISABLE_QUIRKS: usize = 116;
@@ -175,12 +186,12 @@ mod cap {
 pub(crate) const CAP_SPLIT_IRQCHIP: u32 = 121;
 pub(crate) const CAP_MAX_VCPU_ID: u32 = 128;
 pub(crate) const CAP_X2APIC_API: u32 = 129;
-/// `KVM_X2APIC_API_*` flags rkvm has: 32-bit x2APIC ids in the APIC
-/// state ioctls. (Not DISABLE_BROADCAST_QUIRK: rkvm never treats
-/// destination 0xff as broadcast for an APIC in x2APIC mode, which is the
-/// behaviour that flag asks for, but not KVM's default.)
+/// `KVM_X2APIC_API_*` flags: 32-bit x2APIC ids in the APIC state
+/// ioctls, and no x2APIC broadcast for MSIs to id 0xff.
 pub(crate) const X2APIC_API_USE_32BIT_IDS: u64 = 1;
-pub(crate) const X2APIC_API_VALID: u64 = X2APIC_API_USE_32BIT_IDS;
+pub(crate) const X2APIC_API_DISABLE_BROADCAST_QUIRK: u64 = 2;
+pub(crate) const X2APIC_API_VALID: u64 =
+    X2APIC_API_USE_32BIT_IDS | X2APIC_API_DISABLE_BROADCAST_QUIRK;
 /// Routing entries: the most (KVM's `KVM_MAX_IRQ_ROUTES` on x86) and the
 /// one type a split irqchip takes (IRQCHIP, 1, is user space's).
 pub(crate) const MAX_IRQ_ROUTES: u32 = 4096;
@@ -272,14 +283,17 @@ pub(crate) fn check_extension(c: usize) -> isize {
         // routes feed the EOI exits of user space's I/O APIC.
         | cap::IRQ_ROUTING
         | cap::SIGNAL_MSI
+        // Eventfds that raise a GSI's MSI route (`crate::irqfd`), once the
+        // split irqchip exists, as KVM's once its irqchip does.
+        | cap::IRQFD
         // Single steps end after every instruction, including those rkvm
         // completes itself (see `vcpu::run`).
         | cap::X86_ROBUST_SINGLESTEP
         // An in-kernel local APIC per vCPU, the I/O APIC and PIC in user
         // space (`crate::x86::lapic`).
-        | cap::SPLIT_IRQCHIP
-        // The flags rkvm takes (`X2APIC_API_VALID`).
-        | cap::X2APIC_API => 1,
+        | cap::SPLIT_IRQCHIP => 1,
+        // The flags `KVM_ENABLE_CAP` takes, as KVM.
+        cap::X2APIC_API => X2APIC_API_VALID as isize,
         // The flags `KVM_GET_CLOCK` can return and `KVM_SET_CLOCK` takes.
         cap::DISABLE_QUIRKS => 1,
         cap::DISABLE_QUIRKS2 => quirks::SUPPORTED as isize,
@@ -334,6 +348,7 @@ abi_struct!(
     KvmClockData = 48,
     KvmGuestDebug = 72,
     KvmMsi = 32,
+    KvmIrqfd = 32,
     KvmIrqRouting = 8,
     KvmIrqRoutingEntry = 48,
     KvmEnableCap = 104,

@@ -305,6 +305,17 @@ pub(crate) struct KvmGuestDebug {
     pub(crate) debugreg: [u64; 8],
 }
 
+/// `struct kvm_irqfd`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmIrqfd {
+    pub(crate) fd: u32,
+    pub(crate) gsi: u32,
+    pub(crate) flags: u32,
+    pub(crate) resamplefd: u32,
+    pub(crate) pad: [u8; 16],
+}
+
 /// `struct kvm_msi`.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]

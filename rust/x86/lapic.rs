@@ -359,6 +359,19 @@ impl Lapic {
         }
     }
 
+    /// KVM's x2APIC broadcast quirk (on unless user space disables it
+    /// with `KVM_CAP_X2APIC_API`): an MSI, whose destination id has only 8
+    /// bits, sent to 0xff is a broadcast for an APIC in x2APIC mode too.
+    pub(crate) fn msi_dest(&self, dest: Dest) -> Dest {
+        match dest {
+            Dest::Id { id: 0xff, logical } if self.mode == ApicMode::X2Apic => Dest::Id {
+                id: u32::MAX,
+                logical,
+            },
+            d => d,
+        }
+    }
+
     /// Whether a message for `dest` reaches this APIC (`is_self`: this APIC
     /// sent it). Broadcast is id 0xff in xAPIC and 0xffffffff in x2APIC.
     pub(crate) fn matches(&self, dest: Dest, is_self: bool) -> bool {

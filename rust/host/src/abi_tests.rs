@@ -31,6 +31,7 @@ fn size(s: &str) -> Option<usize> {
         "kvm_clock_data" => size_of::<KvmClockData>(),
         "kvm_guest_debug" => size_of::<KvmGuestDebug>(),
         "kvm_msi" => size_of::<KvmMsi>(),
+        "kvm_irqfd" => size_of::<KvmIrqfd>(),
         "kvm_irq_routing" => size_of::<KvmIrqRouting>(),
         "kvm_irq_routing_entry" => size_of::<KvmIrqRoutingEntry>(),
         "kvm_lapic_state" => LAPIC_SIZE,
@@ -92,6 +93,8 @@ fn offset(s: &str, f: &str) -> Option<usize> {
             "flags" => flags, "realtime" => realtime, "host_tsc" => host_tsc),
         "kvm_guest_debug" => fields!(KvmGuestDebug: "arch.debugreg" => debugreg),
         "kvm_msi" => fields!(KvmMsi: "devid" => devid),
+        "kvm_irqfd" => fields!(KvmIrqfd:
+            "gsi" => gsi, "flags" => flags, "resamplefd" => resamplefd, "pad" => pad),
         "kvm_irq_routing" => fields!(KvmIrqRouting: "flags" => flags),
         "kvm_irq_routing_entry" => fields!(KvmIrqRoutingEntry:
             "type" => kind, "u.msi.address_lo" => address_lo, "u.msi.data" => data),

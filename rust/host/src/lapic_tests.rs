@@ -332,3 +332,20 @@ fn no_periodic_mode_before_a_cpuid() {
     a.write(reg::LVT_TIMER, 0x3_0041, 0).unwrap();
     assert_eq!(a.read(reg::LVT_TIMER, 0), Ok(0x3_0041));
 }
+
+#[test]
+fn msi_to_0xff_is_x2apic_broadcast_only_under_the_quirk() {
+    let x2 = enabled(5, X2APIC);
+    let xa = enabled(5, XAPIC);
+    let msg = msi_message(0xfee0_0000 | 0xff << 12, 0x40);
+    // Under the quirk an x2APIC-mode APIC takes it as broadcast.
+    assert!(x2.matches(x2.msi_dest(msg.dest), false));
+    // Without it, 0xff is just id 255 in x2APIC mode.
+    assert!(!x2.matches(msg.dest, false));
+    // In xAPIC mode 0xff is the broadcast either way.
+    assert!(xa.matches(xa.msi_dest(msg.dest), false));
+    assert!(xa.matches(msg.dest, false));
+    // Other ids are untouched.
+    let to5 = msi_message(0xfee0_0000 | 5 << 12, 0x40);
+    assert_eq!(x2.msi_dest(to5.dest), to5.dest);
+}
