@@ -16,6 +16,7 @@ use kernel::{
 };
 
 mod abi;
+mod coalesced;
 mod dev;
 mod fd;
 mod ioeventfd;

@@ -68,10 +68,10 @@ const RFLAGS_FIXED: u64 = 1 << 1;
 const RESET_CR0: u64 = 0x6000_0010;
 /// RDX at reset without guest CPUID: family 6 (KVM's default).
 const RESET_RDX: u64 = 0x600;
-/// IA32_APIC_BASE at reset: the default base, globally enabled; vCPU 0 is
-/// the bootstrap processor (KVM's `bsp_vcpu_id` default).
+/// IA32_APIC_BASE at reset: the default base, globally enabled; the boot
+/// CPU (`KVM_SET_BOOT_CPU_ID`, vCPU 0 by default) also has BSP set.
 const RESET_APIC_BASE: u64 = 0xfee0_0000 | 1 << 11;
-const APIC_BASE_BSP: u64 = 1 << 8;
+const APIC_BASE_BSP: u64 = lapic::BASE_BSP;
 
 /// A descriptor table register.
 #[derive(Clone, Copy, Default)]
@@ -115,6 +115,9 @@ struct State {
     nmi: bool,
     /// MSRs rkvm stores itself (STAR, LSTAR, PAT, the TSC offset, ...).
     msrs: msr::Msrs,
+    /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` (vCPU `KVM_ENABLE_CAP`): the
+    /// paravirtual MSRs and hypercalls need their CPUID feature bit.
+    pv_enforce: bool,
     /// DR0-DR3, DR6, DR7 (DR7 is also in the VMCS while the guest runs).
     debug: debugreg::DebugRegs,
     /// XCR0 (1: XSAVE is not offered, the guest cannot change it).
@@ -187,8 +190,9 @@ const SEG_TR: usize = 6;
 const SEG_LDT: usize = 7;
 
 impl State {
-    /// The state of vCPU `id` after power-on (KVM's RESET).
-    fn reset(id: u32) -> Self {
+    /// The state of a vCPU after power-on (KVM's RESET); `bsp`: it is the
+    /// VM's boot CPU.
+    fn reset(bsp: bool) -> Self {
         let data = Segment {
             base: 0,
             limit: 0xffff,
@@ -226,7 +230,7 @@ impl State {
             cr4: 0,
             cr8: 0,
             efer: 0,
-            apic_base: RESET_APIC_BASE | if id == 0 { APIC_BASE_BSP } else { 0 },
+            apic_base: RESET_APIC_BASE | if bsp { APIC_BASE_BSP } else { 0 },
             cpuid: KVec::new(),
             sysenter: [0; 3],
             interruptibility: 0,
@@ -236,6 +240,7 @@ impl State {
             irq: None,
             nmi: false,
             msrs: msr::Msrs::default(),
+            pv_enforce: false,
             debug: debugreg::DebugRegs::default(),
             xcr0: xsave::XCR0_RESET,
             triple_fault: false,
@@ -252,8 +257,8 @@ impl State {
     /// INIT (KVM's `kvm_vcpu_reset(vcpu, true)`): the registers return to
     /// their reset values; CPUID, the MSRs, the APIC base, XCR0 and the
     /// shadow roots (rebuilt for the new mode on entry) stay.
-    fn init(&mut self, id: u32) {
-        let fresh = State::reset(id);
+    fn init(&mut self) {
+        let fresh = State::reset(false);
         self.regs = fresh.regs;
         self.segs = fresh.segs;
         self.gdt = fresh.gdt;
@@ -353,7 +358,7 @@ impl State {
 pub(crate) struct Vcpu {
     id: u32,
     /// The `kvm_run` page (mmap offset 0) and the PIO data page (offset 1).
-    pages: [Page; abi::VCPU_MMAP_PAGES],
+    pages: [Page; abi::VCPU_OWN_PAGES],
     /// Serializes the vCPU ioctls, as KVM's `vcpu->mutex` does.
     #[pin]
     state: Mutex<State>,
@@ -397,10 +402,11 @@ impl Vcpu {
         vmcs_revision: u32,
         has_apic: bool,
         tsc_offset: u64,
+        bsp: bool,
     ) -> Result<Arc<Self>> {
         let page = || Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
         let pages = [page()?, page()?];
-        let mut state = State::reset(id);
+        let mut state = State::reset(bsp);
         state.msrs.tsc_offset = tsc_offset;
         // With an in-kernel APIC only the BSP starts running; the others
         // wait for INIT and SIPI (KVM's `kvm_arch_vcpu_create()`).
@@ -510,6 +516,48 @@ impl VcpuFd {
     }
 }
 
+/// `KVM_ENABLE_CAP` on a vCPU (KVM's `kvm_vcpu_ioctl_enable_cap()`): only
+/// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` (any non-zero argument turns the
+/// enforcement on, 0 off); EINVAL for flags and any other capability.
+fn enable_cap(vcpu: &Vcpu, cap: &abi::KvmEnableCap) -> Result {
+    if cap.flags != 0 || cap.cap != abi::CAP_ENFORCE_PV_FEATURE_CPUID {
+        return Err(EINVAL);
+    }
+    vcpu.state.lock().pv_enforce = cap.args[0] != 0;
+    Ok(())
+}
+
+/// `KVM_{HAS,GET,SET}_DEVICE_ATTR` on a vCPU (KVM's
+/// `kvm_vcpu_ioctl_device_attr()`): the one attribute is the TSC offset,
+/// guest TSC minus host TSC, as a u64 at `addr`. Setting it also makes it
+/// the offset vCPUs created later start with (KVM's `cur_tsc_offset`).
+/// ENXIO for any other group or attribute, EFAULT.
+fn device_attr(vm: &Vm, vcpu: &Vcpu, cmd: u32, arg: usize) -> Result {
+    let a = UserSlice::new(UserPtr::from_addr(arg), size_of::<abi::KvmDeviceAttr>())
+        .reader()
+        .read::<abi::KvmDeviceAttr>()?;
+    if a.group != abi::VCPU_TSC_CTRL || a.attr != abi::VCPU_TSC_OFFSET {
+        return Err(ENXIO);
+    }
+    let value = UserSlice::new(
+        UserPtr::from_addr(usize::try_from(a.addr).map_err(|_| EFAULT)?),
+        size_of::<u64>(),
+    );
+    match cmd {
+        abi::KVM_GET_DEVICE_ATTR => {
+            let offset = vcpu.state.lock().msrs.tsc_offset;
+            value.writer().write(&offset)?;
+        }
+        abi::KVM_SET_DEVICE_ATTR => {
+            let offset = value.reader().read::<u64>()?;
+            run::host_set_tsc_offset(&mut vcpu.state.lock(), offset);
+            vm.set_first_tsc_offset(offset);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 impl fd::FdObject for VcpuFd {
     fn ioctl(this: ArcBorrow<'_, Self>, cmd: u32, arg: usize) -> Result<isize> {
         this.vm.check_caller()?;
@@ -571,6 +619,15 @@ impl fd::FdObject for VcpuFd {
                     .reader()
                     .read::<abi::KvmVcpuEvents>()?;
                 run::set_events(&mut vcpu.state.lock(), &ev)?;
+            }
+            abi::KVM_HAS_DEVICE_ATTR | abi::KVM_GET_DEVICE_ATTR | abi::KVM_SET_DEVICE_ATTR => {
+                device_attr(&this.vm, vcpu, cmd, arg)?
+            }
+            abi::KVM_ENABLE_CAP => {
+                let cap = user(size_of::<abi::KvmEnableCap>())
+                    .reader()
+                    .read::<abi::KvmEnableCap>()?;
+                enable_cap(vcpu, &cap)?;
             }
             abi::KVM_GET_MSRS => return msrs_io(vcpu, arg, false),
             abi::KVM_SET_MSRS => return msrs_io(vcpu, arg, true),
@@ -897,9 +954,14 @@ unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area
     // SAFETY: as above; `vm_pgoff` is not modified while we run.
     let pgoff = unsafe { (*vma.as_ptr()).vm_pgoff };
     let npages = (vma.end() - vma.start()) >> bindings::PAGE_SHIFT;
+    let pages = [
+        &this.vcpu.pages[0],
+        &this.vcpu.pages[1],
+        this.vm.coalesced_page(),
+    ];
     let Some(pages) = pgoff
         .checked_add(npages)
-        .and_then(|end| this.vcpu.pages.get(pgoff..end))
+        .and_then(|end| pages.get(pgoff..end))
     else {
         return EINVAL.to_errno();
     };

@@ -21,6 +21,7 @@ use kernel::{
     alloc::KVec,
     mm::Mm,
     new_mutex, new_spinlock, new_srcu,
+    page::Page,
     prelude::*,
     sync::{
         aref::ARef,
@@ -141,6 +142,12 @@ pub(crate) struct Vm {
     /// `KVM_IOEVENTFD` registrations (a leaf lock).
     #[pin]
     pub(crate) ioeventfds: Mutex<crate::ioeventfd::IoEventFds>,
+    /// Coalesced MMIO/PIO zones; held for every append to the ring (a
+    /// leaf lock, see `crate::coalesced`).
+    #[pin]
+    coalesced: Mutex<crate::coalesced::Zones>,
+    /// The coalesced ring, page 2 of every vCPU's mmap.
+    coalesced_page: Page,
     /// The kvmclock is the host's CLOCK_MONOTONIC_RAW plus this many ns
     /// (wrapping; KVM's `kvmclock_offset`). It starts at 0 when the VM is
     /// created; `KVM_SET_CLOCK` moves it.
@@ -170,6 +177,13 @@ pub(crate) struct Vm {
     /// `KVM_CAP_MAX_VCPU_ID` as enabled (0: not set, the default bound).
     /// Set once, under `vcpus`.
     max_vcpu_ids: AtomicU32,
+    /// The boot CPU's vCPU id (`KVM_SET_BOOT_CPU_ID`, 0 by default): its
+    /// reset IA32_APIC_BASE has BSP set and, with an in-kernel APIC, it
+    /// alone starts RUNNABLE. Set only under `vcpus` while there is none.
+    bsp_vcpu_id: AtomicU32,
+    /// `KVM_CAP_MSR_PLATFORM_INFO`: the guest may read MSR_PLATFORM_INFO
+    /// (true by default, as KVM).
+    platform_info_readable: AtomicBool,
     /// The MSI routes of `KVM_SET_GSI_ROUTING` and the I/O APIC pins user
     /// space reserved (a leaf lock but for the vCPUs' `apic` locks, taken
     /// under it).
@@ -201,6 +215,7 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
     let caps = crate::vmx::probe::local_caps()?;
     let (raw_ns, _, _) = crate::shim::clock_read();
     let shadow = Shadow::new()?;
+    let coalesced_page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
     let eptp = shadow.eptp();
     let memslots = Memslots::new()?;
     let active = AtomicPtr::new(memslots.active_ptr());
@@ -220,6 +235,8 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             running: [const { AtomicI32::new(-1) }; abi::MAX_VCPUS as usize],
             stats_id: crate::stats::current_id(None),
             ioeventfds <- new_mutex!(crate::ioeventfd::IoEventFds::default()),
+            coalesced <- new_mutex!(crate::coalesced::Zones::default()),
+            coalesced_page,
             clock_offset: AtomicU64::new(raw_ns.wrapping_neg()),
             clock_epoch: AtomicU64::new(0),
             inval_seq: AtomicU64::new(0),
@@ -229,6 +246,8 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             x2apic_format: AtomicBool::new(false),
             broadcast_quirk_disabled: AtomicBool::new(false),
             max_vcpu_ids: AtomicU32::new(0),
+            bsp_vcpu_id: AtomicU32::new(0),
+            platform_info_readable: AtomicBool::new(true),
             routing <- new_mutex!(Routing::default()),
         }),
         GFP_KERNEL_ACCOUNT,
@@ -701,10 +720,7 @@ impl Vm {
 
     fn create_vcpu(self: &Arc<Self>, id: usize) -> Result<isize> {
         let mut vcpus = self.vcpus.lock();
-        let bound = match self.max_vcpu_ids.load(Ordering::Relaxed) {
-            0 => abi::MAX_VCPUS,
-            n => n,
-        };
+        let bound = self.vcpu_id_bound();
         let id = u32::try_from(id)
             .ok()
             .filter(|id| *id < bound)
@@ -723,7 +739,15 @@ impl Vm {
                 .store(tsc.wrapping_neg(), Ordering::Relaxed);
         }
         let tsc_offset = self.first_tsc_offset.load(Ordering::Relaxed);
-        let vcpu = Vcpu::new(id, vcpus.len(), self.caps.revision_id, apic, tsc_offset)?;
+        let bsp = id == self.bsp_vcpu_id.load(Ordering::Relaxed);
+        let vcpu = Vcpu::new(
+            id,
+            vcpus.len(),
+            self.caps.revision_id,
+            apic,
+            tsc_offset,
+            bsp,
+        )?;
         vcpus.reserve(1, GFP_KERNEL_ACCOUNT)?;
         let vcpu_fd = Arc::new(
             VcpuFd {
@@ -765,6 +789,10 @@ impl Vm {
                 }
                 let _vcpus = self.vcpus.lock();
                 let n = cap.args[0] as u32;
+                // Not below the boot CPU's id.
+                if self.bsp_vcpu_id.load(Ordering::Relaxed) > n {
+                    return Err(EINVAL);
+                }
                 return match self.max_vcpu_ids.load(Ordering::Relaxed) {
                     0 => {
                         self.max_vcpu_ids.store(n, Ordering::Relaxed);
@@ -782,6 +810,21 @@ impl Vm {
                 self.x2apic_format.store(on, Ordering::Relaxed);
                 let off = cap.args[0] & abi::X2APIC_API_DISABLE_BROADCAST_QUIRK != 0;
                 self.broadcast_quirk_disabled.store(off, Ordering::Relaxed);
+                return Ok(());
+            }
+            // 1: an instruction rkvm cannot emulate always ends KVM_RUN
+            // with KVM_INTERNAL_ERROR_EMULATION (rkvm never injects #UD
+            // for it, so both values behave the same).
+            abi::CAP_EXIT_ON_EMULATION_FAILURE => {
+                if cap.args[0] & !1 != 0 {
+                    return Err(EINVAL);
+                }
+                return Ok(());
+            }
+            // Whether the guest may read MSR_PLATFORM_INFO (any value).
+            abi::CAP_MSR_PLATFORM_INFO => {
+                self.platform_info_readable
+                    .store(cap.args[0] != 0, Ordering::Relaxed);
                 return Ok(());
             }
             _ => {}
@@ -817,6 +860,41 @@ impl Vm {
         self.routing.lock().pins = pins as u32;
         self.split_irqchip.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The coalesced ring page (mapped by the vCPUs).
+    pub(crate) fn coalesced_page(&self) -> &Page {
+        &self.coalesced_page
+    }
+
+    /// A guest write the kernel completes without an exit: an ioeventfd
+    /// signal, else an append to the coalesced ring. False if neither
+    /// takes it (the write exits to user space).
+    pub(crate) fn kernel_write(&self, pio: bool, addr: u64, len: u32, value: u64) -> bool {
+        self.ioeventfds.lock().write(pio, addr, len, value)
+            || self
+                .coalesced
+                .lock()
+                .write(&self.coalesced_page, pio, addr, len, value)
+    }
+
+    /// vCPU ids must be below this: `KVM_CAP_MAX_VCPU_ID` as enabled, else
+    /// rkvm's most.
+    fn vcpu_id_bound(&self) -> u32 {
+        match self.max_vcpu_ids.load(Ordering::Relaxed) {
+            0 => abi::MAX_VCPUS,
+            n => n,
+        }
+    }
+
+    /// A vCPU's TSC offset was set: vCPUs created from now on start with it.
+    pub(crate) fn set_first_tsc_offset(&self, offset: u64) {
+        self.first_tsc_offset.store(offset, Ordering::Relaxed);
+    }
+
+    /// `KVM_CAP_MSR_PLATFORM_INFO` (see the field).
+    pub(crate) fn platform_info_readable(&self) -> bool {
+        self.platform_info_readable.load(Ordering::Relaxed)
     }
 
     pub(crate) fn x2apic_format(&self) -> bool {
@@ -1045,6 +1123,21 @@ impl fd::FdObject for Vm {
                 Ok(0)
             }
             abi::KVM_GET_TSC_KHZ => Ok(crate::shim::tsc_khz() as isize),
+            // KVM: EBUSY once a vCPU exists, EINVAL above the id bound
+            // (the bound itself is accepted, as KVM's check is `>`).
+            abi::KVM_SET_BOOT_CPU_ID => {
+                let vcpus = this.vcpus.lock();
+                let bound = this.vcpu_id_bound();
+                if !vcpus.is_empty() {
+                    return Err(EBUSY);
+                }
+                let id = u32::try_from(arg)
+                    .ok()
+                    .filter(|id| *id <= bound)
+                    .ok_or(EINVAL)?;
+                this.bsp_vcpu_id.store(id, Ordering::Relaxed);
+                Ok(0)
+            }
             abi::KVM_SET_NR_MMU_PAGES => {
                 if arg < shadow::MIN_PAGES {
                     return Err(EINVAL);
@@ -1056,6 +1149,9 @@ impl fd::FdObject for Vm {
             // KVM ignores the argument.
             abi::KVM_GET_STATS_FD => crate::stats::vm_stats_fd(Arc::from(this)),
             abi::KVM_IOEVENTFD => this.ioeventfds.lock().ioctl(arg),
+            abi::KVM_REGISTER_COALESCED_MMIO | abi::KVM_UNREGISTER_COALESCED_MMIO => {
+                this.coalesced.lock().ioctl(cmd, arg)
+            }
             abi::KVM_ENABLE_CAP => {
                 let cap = user(size_of::<abi::KvmEnableCap>())
                     .reader()

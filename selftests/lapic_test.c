@@ -1354,6 +1354,55 @@ TEST(init_sipi_starts_ap)
 	vm_destroy(&vm);
 }
 
+/*
+ * KVM_SET_BOOT_CPU_ID: the boot CPU gets the BSP bit, LINT0 in ExtINT mode
+ * and starts RUNNABLE; vCPU 0 then is an AP. EBUSY once a vCPU exists,
+ * EINVAL above the vCPU id bound, and KVM_CAP_MAX_VCPU_ID may not go below
+ * the boot CPU's id.
+ */
+TEST(boot_cpu_id)
+{
+	static struct kvm_lapic_state s;
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MAX_VCPU_ID };
+	int max_id, dev, fd;
+	struct vm vm;
+
+	vm_create(_metadata, &vm, true);
+	EXPECT_EQ(1, ioctl(vm.dev, KVM_CHECK_EXTENSION, KVM_CAP_SET_BOOT_CPU_ID));
+	max_id = ioctl(vm.fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPU_ID);
+	ASSERT_LT(1, max_id);
+	EXPECT_ERRNO(EINVAL, ioctl(vm.fd, KVM_SET_BOOT_CPU_ID, (unsigned long)max_id + 1));
+	EXPECT_ERRNO(EINVAL, ioctl(vm.fd, KVM_SET_BOOT_CPU_ID, 1UL << 32));
+	ASSERT_EQ(0, ioctl(vm.fd, KVM_SET_BOOT_CPU_ID, 1UL)) TH_LOG("%s", strerror(errno));
+	ASSERT_NE(NULL, vcpu_add(_metadata, &vm));
+	ASSERT_NE(NULL, vcpu_add(_metadata, &vm));
+	EXPECT_ERRNO(EBUSY, ioctl(vm.fd, KVM_SET_BOOT_CPU_ID, 0UL));
+	EXPECT_EQ(0xfee00800ULL, get_msr(_metadata, vm.v[0].fd, 0x1b));
+	EXPECT_EQ(0xfee00900ULL, get_msr(_metadata, vm.v[1].fd, 0x1b));
+	EXPECT_EQ((__u32)KVM_MP_STATE_UNINITIALIZED, mp_state(_metadata, &vm.v[0]));
+	EXPECT_EQ((__u32)KVM_MP_STATE_RUNNABLE, mp_state(_metadata, &vm.v[1]));
+	ASSERT_EQ(0, ioctl(vm.v[0].fd, KVM_GET_LAPIC, &s));
+	EXPECT_EQ(0x10000U, lapic_reg(&s, A_LVT0)) TH_LOG("vCPU 0 is an AP");
+	ASSERT_EQ(0, ioctl(vm.v[1].fd, KVM_GET_LAPIC, &s));
+	EXPECT_EQ(0x700U, lapic_reg(&s, A_LVT0)) TH_LOG("vCPU 1 is the BSP");
+	vm_destroy(&vm);
+
+	dev = open_dev(_metadata);
+	ASSERT_LE(0, dev);
+	fd = ioctl(dev, KVM_CREATE_VM, 0);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, ioctl(fd, KVM_SET_BOOT_CPU_ID, 5UL));
+	cap.args[0] = 4;
+	EXPECT_ERRNO(EINVAL, ioctl(fd, KVM_ENABLE_CAP, &cap));
+	cap.args[0] = 5;
+	EXPECT_EQ(0, ioctl(fd, KVM_ENABLE_CAP, &cap)) TH_LOG("%s", strerror(errno));
+	/* The bound itself is accepted (KVM checks with `>`). */
+	EXPECT_EQ(0, ioctl(fd, KVM_SET_BOOT_CPU_ID, 5UL)) TH_LOG("%s", strerror(errno));
+	EXPECT_ERRNO(EINVAL, ioctl(fd, KVM_SET_BOOT_CPU_ID, 6UL));
+	close(fd);
+	close(dev);
+}
+
 /* ---- KVM_IRQFD ------------------------------------------------------- */
 
 static int irqfd(int vm, int fd, __u32 gsi, __u32 flags)

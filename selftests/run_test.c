@@ -245,6 +245,44 @@ asm(GUEST_BEGIN
 	GUEST_END);
 extern const char mmio32_start[], mmio32_after_hlt[], mmio32_end[];
 
+/*
+ * Hypercalls (VMCALL) at CPL 0 in 32-bit mode: VAPIC_POLL_IRQ (1), an
+ * unknown number and SCHED_YIELD (11); EAX after each to HC_PORT.
+ */
+#define HC_PORT		0x33
+asm(GUEST_BEGIN
+	".code32\n"
+	".global hc32_start, hc32_end\n"
+	"hc32_start:\n"
+	"	mov $1, %eax\n"
+	"	vmcall\n"
+	"	out %eax, $" XSTR(HC_PORT) "\n"
+	"	mov $12345, %eax\n"
+	"	vmcall\n"
+	"	out %eax, $" XSTR(HC_PORT) "\n"
+	"	mov $11, %eax\n"
+	"	xor %ebx, %ebx\n"
+	"	vmcall\n"
+	"	out %eax, $" XSTR(HC_PORT) "\n"
+	"	hlt\n"
+	"hc32_end:\n"
+	GUEST_END);
+extern const char hc32_start[], hc32_end[];
+
+/* An x87 load from MMIO, which neither KVM nor rkvm emulates, then HLT. */
+asm(GUEST_BEGIN
+	".code32\n"
+	".global fld32_start, fld32_insn, fld32_after, fld32_end\n"
+	"fld32_start:\n"
+	"	mov $0xd0000000, %eax\n"
+	"fld32_insn:\n"
+	"	flds (%eax)\n"
+	"fld32_after:\n"
+	"	hlt\n"
+	"fld32_end:\n"
+	GUEST_END);
+extern const char fld32_start[], fld32_insn[], fld32_after[], fld32_end[];
+
 /* A second slot at SLOT2_GPA: read-only in readonly_slot, remapped by the
  * host under the running guest in host_changes_reach_guest. */
 #define SLOT2_GPA	0x200000
@@ -2635,6 +2673,132 @@ TEST(event_delivery_into_mmio_is_internal_error)
 	evd_case(_metadata, EVD_PAGED32, true);
 	evd_case(_metadata, EVD_LONG, false);
 	evd_case(_metadata, EVD_LONG, true);
+}
+
+/*
+ * An MMIO access rkvm cannot emulate ends KVM_RUN with
+ * KVM_INTERNAL_ERROR_EMULATION in KVM's emulation_failure layout (flags
+ * bit 0, then insn_size and the bytes, `d9 00` for flds (%eax)), and with
+ * KVM_CAP_EXIT_ON_EMULATION_FAILURE no #UD is queued: the VMM skips the
+ * instruction and the guest goes on. Also the capability's own checks.
+ */
+TEST_F(run, emulation_failure_exits_with_the_instruction)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE, .args = { 2 } };
+	struct kvm_run *run = self->vcpu.run;
+	struct kvm_regs regs;
+	char why[128];
+
+	EXPECT_EQ(1, ioctl(self->vm.dev, KVM_CHECK_EXTENSION, KVM_CAP_EXIT_ON_EMULATION_FAILURE));
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno);
+	cap.args[0] = 1;
+	ASSERT_EQ(0, ioctl(self->vm.fd, KVM_ENABLE_CAP, &cap)) TH_LOG("%s", strerror(errno));
+
+	load_code(_metadata, &self->vm, CODE_GPA, fld32_start, fld32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_INTERNAL_ERROR);
+	ASSERT_EQ((__u32)KVM_INTERNAL_ERROR_EMULATION, run->emulation_failure.suberror)
+		TH_LOG("got %s", exit_str(run, why, sizeof(why)));
+	EXPECT_LE(3U, run->emulation_failure.ndata);
+	ASSERT_NE(0ULL, run->emulation_failure.flags &
+		  KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES);
+	EXPECT_LE(2, run->emulation_failure.insn_size);
+	EXPECT_GE(15, run->emulation_failure.insn_size);
+	EXPECT_EQ(0xd9, run->emulation_failure.insn_bytes[0]);
+	EXPECT_EQ(0x00, run->emulation_failure.insn_bytes[1]);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(CODE_GPA + (__u64)(fld32_insn - fld32_start), regs.rip) TH_LOG("RIP at the flds");
+	regs.rip += 2;
+	set_regs(_metadata, &self->vcpu, &regs);
+	run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(CODE_GPA + (__u64)(fld32_end - fld32_start), regs.rip) TH_LOG("no #UD queued");
+}
+
+/* The VMCALL results of the hc32 guest: the three reports, then HLT. */
+static void expect_hypercalls(struct __test_metadata *_metadata, struct vcpu *vcpu,
+			      __u32 yield)
+{
+	EXPECT_EQ(0U, io_value(run_expect_io(_metadata, vcpu, KVM_EXIT_IO_OUT, 4, HC_PORT), 4))
+		TH_LOG("VAPIC_POLL_IRQ");
+	/* -KVM_ENOSYS, 32 bits outside 64-bit mode. */
+	EXPECT_EQ(0xfffffc18U,
+		  io_value(run_expect_io(_metadata, vcpu, KVM_EXIT_IO_OUT, 4, HC_PORT), 4))
+		TH_LOG("an unknown hypercall");
+	EXPECT_EQ(yield, io_value(run_expect_io(_metadata, vcpu, KVM_EXIT_IO_OUT, 4, HC_PORT), 4))
+		TH_LOG("SCHED_YIELD");
+	run_expect(_metadata, vcpu, KVM_EXIT_HLT);
+}
+
+/*
+ * KVM's hypercalls, and KVM_CAP_ENFORCE_PV_FEATURE_CPUID (vCPU
+ * KVM_ENABLE_CAP): once enforced, a guest whose CPUID 0x40000001 lacks a
+ * feature gets -KVM_ENOSYS for its hypercall and cannot use the kvmclock
+ * MSRs of a clocksource it lacks (nor can the host, as on KVM).
+ */
+TEST_F(run, hypercalls_and_pv_feature_enforcement)
+{
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_ENFORCE_PV_FEATURE_CPUID, .args = { 1 } };
+	struct kvm_cpuid2 *cpuid;
+	struct kvm_msr_entry e = { .index = 0x12 };
+
+	EXPECT_EQ(1, ioctl(self->vm.dev, KVM_CHECK_EXTENSION, KVM_CAP_ENFORCE_PV_FEATURE_CPUID));
+	/*
+	 * The supported CPUID with only the old clocksource (bit 0) (before
+	 * the first run: KVM takes no other CPUID after it).
+	 */
+	cpuid = rkvm_supported_cpuid(self->vm.dev);
+	ASSERT_NE(NULL, cpuid);
+	for (__u32 i = 0; i < cpuid->nent; i++)
+		if (cpuid->entries[i].function == 0x40000001)
+			cpuid->entries[i].eax = 1;
+	ASSERT_EQ(0, ioctl(self->vcpu.fd, KVM_SET_CPUID2, cpuid)) TH_LOG("%s", strerror(errno));
+	free(cpuid);
+	load_code(_metadata, &self->vm, CODE_GPA, hc32_start, hc32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	/* Not enforced: the guest has every feature. */
+	expect_hypercalls(_metadata, &self->vcpu, 0);
+
+	/* Bad requests. */
+	cap.flags = 1;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno);
+	cap.flags = 0;
+	cap.cap = KVM_CAP_SPLIT_IRQCHIP;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("a VM capability on the vCPU fd");
+	cap.cap = KVM_CAP_ENFORCE_PV_FEATURE_CPUID;
+
+	ASSERT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, &e, 1));
+	ASSERT_EQ(0, ioctl(self->vcpu.fd, KVM_ENABLE_CAP, &cap)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, &e, 1)) TH_LOG("CLOCKSOURCE");
+	/*
+	 * Without CLOCKSOURCE2 the host, like the guest, cannot use its MSRs,
+	 * but KVM lets it read (0) and write 0 to an MSR it lists.
+	 */
+	ASSERT_EQ(1, rkvm_set_msr(self->vcpu.fd, 0x4b564d01, 0));
+	e.index = 0x4b564d01;
+	e.data = 5;
+	EXPECT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, &e, 1)) TH_LOG("no CLOCKSOURCE2");
+	EXPECT_EQ(0ULL, e.data);
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu.fd, 0x4b564d01, 0x1000 | 1));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu.fd, 0x4b564d00, 0));
+	EXPECT_EQ(0, rkvm_set_msr(self->vcpu.fd, 0x4b564d00, 0x2000));
+
+	/* No PV_SCHED_YIELD: -KVM_ENOSYS now. */
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	expect_hypercalls(_metadata, &self->vcpu, 0xfffffc18);
+
+	/* Enforcement off again. */
+	cap.args[0] = 0;
+	ASSERT_EQ(0, ioctl(self->vcpu.fd, KVM_ENABLE_CAP, &cap)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, &e, 1));
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	expect_hypercalls(_metadata, &self->vcpu, 0);
 }
 
 TEST_HARNESS_MAIN

@@ -207,6 +207,30 @@ asm(GUEST_BEGIN
 extern const char iofd32_start[], iofd32_end[];
 
 /*
+ * Flat 32-bit: writes into coalesced zones (an OUT of 4 bytes, MMIO stores
+ * of 4 and 2 bytes, an OUT of 1 byte), then an MMIO load from the zone and
+ * an OUT to a port outside it (both exit), then HLT.
+ */
+#define CW_PORT		0x80
+#define CW_MMIO		0x310000
+asm(GUEST_BEGIN
+	".code32\n"
+	".global cw32_start, cw32_end\n"
+	"cw32_start:\n"
+	"	mov $0x11223344, %eax\n"
+	"	out %eax, $" XSTR(CW_PORT) "\n"
+	"	movl $0xaabbccdd, " XSTR(CW_MMIO) "\n"
+	"	movw $0x5566, " XSTR(CW_MMIO) " + 4\n"
+	"	mov $0x77, %al\n"
+	"	out %al, $" XSTR(CW_PORT) " + 7\n"
+	"	movl " XSTR(CW_MMIO) ", %ebx\n"
+	"	out %al, $" XSTR(CW_PORT) " + 16\n"
+	"	hlt\n"
+	"cw32_end:\n"
+	GUEST_END);
+extern const char cw32_start[], cw32_end[];
+
+/*
  * Real mode, for single-stepping: one instruction the CPU runs, one KVM
  * emulates (CPUID), one port write through user space, one more, HLT.
  */
@@ -1297,6 +1321,196 @@ TEST_F(state, hwcr_tsc_and_tsc_adjust_msrs)
 	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0x3b, 1ULL << 40));
 	EXPECT_EQ(1ULL << 40, get_msr(_metadata, self->vcpu, 0x3b));
 	EXPECT_GT(1ULL << 37, get_msr(_metadata, self->vcpu, 0x10)) TH_LOG("the TSC did not move");
+}
+
+/*
+ * MSR_PLATFORM_INFO (0xce): listed, CPUID faulting (bit 31) at reset, any
+ * value from the host; KVM_CAP_MSR_PLATFORM_INFO takes any argument.
+ */
+TEST_F(state, platform_info_msr)
+{
+	struct { struct kvm_msr_list hdr; __u32 idx[1024]; } list = { .hdr.nmsrs = 1024 };
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_MSR_PLATFORM_INFO, .args = { 0 } };
+	unsigned int i;
+
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_MSR_PLATFORM_INFO));
+	ASSERT_EQ(0, ioctl(self->dev, KVM_GET_MSR_INDEX_LIST, &list));
+	for (i = 0; i < list.hdr.nmsrs && list.idx[i] != 0xce; i++)
+		;
+	EXPECT_GT(list.hdr.nmsrs, i) TH_LOG("MSR_PLATFORM_INFO not listed");
+	EXPECT_EQ(1ULL << 31, get_msr(_metadata, self->vcpu, 0xce));
+	EXPECT_EQ(1, rkvm_set_msr(self->vcpu, 0xce, 0xffffffffffff00ffULL));
+	EXPECT_EQ(0xffffffffffff00ffULL, get_msr(_metadata, self->vcpu, 0xce));
+	EXPECT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &cap)) TH_LOG("%s", strerror(errno));
+	cap.args[0] = 7;
+	EXPECT_EQ(0, ioctl(self->vm, KVM_ENABLE_CAP, &cap)) TH_LOG("%s", strerror(errno));
+}
+
+/*
+ * The vCPU's TSC offset as a device attribute (KVM_VCPU_TSC_CTRL,
+ * KVM_VCPU_TSC_OFFSET): the guest TSC (here read by KVM_GET_MSRS) is the
+ * host's plus the offset; vCPUs created later start with it. ENXIO for any
+ * other group or attribute, EFAULT for bad pointers.
+ */
+TEST_F(state, tsc_offset_attribute)
+{
+	__u64 off = 1ULL << 50, got = 0, t0, t1, tsc;
+	struct kvm_device_attr a = { .group = KVM_VCPU_TSC_CTRL, .attr = KVM_VCPU_TSC_OFFSET,
+				     .addr = (unsigned long)&off };
+	int v1;
+
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_VCPU_ATTRIBUTES));
+	EXPECT_EQ(0, ioctl(self->vcpu, KVM_HAS_DEVICE_ATTR, &a)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_DEVICE_ATTR, &a)) TH_LOG("%s", strerror(errno));
+	a.addr = (unsigned long)&got;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_DEVICE_ATTR, &a)) TH_LOG("%s", strerror(errno));
+	EXPECT_EQ(off, got);
+	t0 = __builtin_ia32_rdtsc();
+	tsc = get_msr(_metadata, self->vcpu, 0x10);
+	t1 = __builtin_ia32_rdtsc();
+	EXPECT_LE(t0 + off, tsc);
+	EXPECT_GE(t1 + off, tsc);
+	/*
+	 * A vCPU created now starts with that offset (KVM: exactly, or, with a
+	 * TSC it deems unstable, moved by the time elapsed: well under 2^32).
+	 */
+	v1 = ioctl(self->vm, KVM_CREATE_VCPU, 1);
+	ASSERT_LE(0, v1);
+	got = 0;
+	ASSERT_EQ(0, ioctl(v1, KVM_GET_DEVICE_ATTR, &a)) TH_LOG("%s", strerror(errno));
+	EXPECT_GT(1LL << 32, llabs((long long)(got - off)))
+		TH_LOG("offset %#llx, vCPU 1's %#llx", (unsigned long long)off,
+		       (unsigned long long)got);
+	close(v1);
+
+	a.group = 1;
+	EXPECT_ERRNO(ENXIO, ioctl(self->vcpu, KVM_HAS_DEVICE_ATTR, &a));
+	EXPECT_ERRNO(ENXIO, ioctl(self->vcpu, KVM_SET_DEVICE_ATTR, &a));
+	a.group = KVM_VCPU_TSC_CTRL;
+	a.attr = 1;
+	EXPECT_ERRNO(ENXIO, ioctl(self->vcpu, KVM_HAS_DEVICE_ATTR, &a));
+	EXPECT_ERRNO(ENXIO, ioctl(self->vcpu, KVM_GET_DEVICE_ATTR, &a));
+	a.attr = KVM_VCPU_TSC_OFFSET;
+	a.addr = 8;
+	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_GET_DEVICE_ATTR, &a));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_SET_DEVICE_ATTR, &a));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_HAS_DEVICE_ATTR, (void *)8));
+	/* The failed calls changed nothing. */
+	a.addr = (unsigned long)&got;
+	got = 0;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_DEVICE_ATTR, &a));
+	EXPECT_EQ(off, got);
+}
+
+/* ---- Coalesced MMIO ----------------------------------------------------- */
+
+/* The value of coalesced entry `i` (its first `len` bytes). */
+static __u64 cw_data(const struct kvm_coalesced_mmio *e)
+{
+	__u64 v = 0;
+
+	memcpy(&v, e->data, e->len < 8 ? e->len : 8);
+	return v;
+}
+
+/* Restarts the cw32 guest at its first instruction, the ring's indices
+ * set to `first` and `last`. */
+static void cw_restart(struct __test_metadata *_metadata, int vcpu,
+		       struct kvm_coalesced_mmio_ring *ring, __u32 first, __u32 last)
+{
+	struct kvm_regs regs;
+
+	ASSERT_EQ(0, ioctl(vcpu, KVM_GET_REGS, &regs));
+	regs.rip = CODE_GPA;
+	ASSERT_EQ(0, ioctl(vcpu, KVM_SET_REGS, &regs));
+	ring->first = first;
+	ring->last = last;
+}
+
+/*
+ * KVM_REGISTER_COALESCED_MMIO: writes into a zone (MMIO or, with pio = 1,
+ * ports) go to the ring at page 2 of the vCPU mmap instead of exiting;
+ * loads and writes elsewhere exit; a full ring (one entry always free)
+ * makes writes exit again; unregistering removes the zones containing
+ * the range.
+ */
+TEST_F(state, coalesced_mmio_and_pio)
+{
+	struct kvm_coalesced_mmio_zone mz = { .addr = CW_MMIO, .size = 8 };
+	struct kvm_coalesced_mmio_zone pz = { .addr = CW_PORT, .size = 8, .pio = 1 };
+	struct kvm_coalesced_mmio_zone bad = { .addr = CW_MMIO, .size = 8, .pio = 2 };
+	struct kvm_coalesced_mmio_ring *ring;
+	struct kvm_coalesced_mmio *e;
+	__u32 val = 0x01020304;
+
+	ASSERT_EQ(2, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO));
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO));
+	ASSERT_LE(3 * 4096, self->run_size);
+	ring = (struct kvm_coalesced_mmio_ring *)((char *)self->run + 2 * 4096);
+	e = ring->coalesced_mmio;
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_REGISTER_COALESCED_MMIO, &bad));
+	EXPECT_ERRNO(EINVAL, ioctl(self->vm, KVM_UNREGISTER_COALESCED_MMIO, &bad));
+	EXPECT_ERRNO(EFAULT, ioctl(self->vm, KVM_REGISTER_COALESCED_MMIO, (void *)8));
+	ASSERT_EQ(0, ioctl(self->vm, KVM_REGISTER_COALESCED_MMIO, &mz)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, ioctl(self->vm, KVM_REGISTER_COALESCED_MMIO, &pz)) TH_LOG("%s", strerror(errno));
+
+	load(_metadata, self->mem, cw32_start, cw32_end);
+	enter(_metadata, self->vcpu, true, 0);
+	EXPECT_EQ(0U, ring->first);
+	EXPECT_EQ(0U, ring->last);
+	/* Four writes coalesced; the load exits. */
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_MMIO);
+	EXPECT_EQ((__u64)CW_MMIO, self->run->mmio.phys_addr);
+	EXPECT_EQ(0, self->run->mmio.is_write);
+	EXPECT_EQ(0U, ring->first);
+	ASSERT_EQ(4U, ring->last);
+	EXPECT_TRUE(e[0].phys_addr == CW_PORT && e[0].len == 4 && e[0].pio == 1 &&
+		    cw_data(&e[0]) == 0x11223344);
+	EXPECT_TRUE(e[1].phys_addr == CW_MMIO && e[1].len == 4 && e[1].pio == 0 &&
+		    cw_data(&e[1]) == 0xaabbccdd);
+	EXPECT_TRUE(e[2].phys_addr == CW_MMIO + 4 && e[2].len == 2 && e[2].pio == 0 &&
+		    cw_data(&e[2]) == 0x5566);
+	EXPECT_TRUE(e[3].phys_addr == CW_PORT + 7 && e[3].len == 1 && e[3].pio == 1 &&
+		    cw_data(&e[3]) == 0x77);
+	memcpy(self->run->mmio.data, &val, 4);
+	/* A port outside the zone exits. */
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_IO);
+	EXPECT_EQ(CW_PORT + 16, self->run->io.port);
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	EXPECT_EQ(4U, ring->last);
+
+	/* A full ring: the first write exits; once drained, the rest go in
+	 * (wrapping at 170 entries). */
+	cw_restart(_metadata, self->vcpu, ring, 3, 2);
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_IO);
+	EXPECT_EQ(CW_PORT, self->run->io.port);
+	EXPECT_EQ(2U, ring->last);
+	ring->first = ring->last = 168;
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_MMIO);
+	EXPECT_EQ(0, self->run->mmio.is_write);
+	EXPECT_EQ(1U, ring->last) TH_LOG("three entries from 168, wrapped");
+	EXPECT_EQ(0x5566ULL, cw_data(&e[169]));
+	EXPECT_EQ(0x77ULL, cw_data(&e[0]));
+	/* To the end (a restart with the load pending would complete it). */
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_IO);
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	/* Indices out of range are not trusted: the write exits. */
+	cw_restart(_metadata, self->vcpu, ring, 0, 1000);
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_IO);
+	EXPECT_EQ(CW_PORT, self->run->io.port);
+	EXPECT_EQ(1000U, ring->last);
+
+	/* Unregistering a range inside the MMIO zone removes it (and one
+	 * nothing contains is no error): MMIO stores exit again. */
+	EXPECT_EQ(0, ioctl(self->vm, KVM_UNREGISTER_COALESCED_MMIO,
+			   &(struct kvm_coalesced_mmio_zone){ .addr = 0x123000, .size = 4 }));
+	mz.size = 4;
+	ASSERT_EQ(0, ioctl(self->vm, KVM_UNREGISTER_COALESCED_MMIO, &mz));
+	cw_restart(_metadata, self->vcpu, ring, 0, 0);
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_MMIO);
+	EXPECT_EQ((__u64)CW_MMIO, self->run->mmio.phys_addr);
+	EXPECT_EQ(1, self->run->mmio.is_write);
+	EXPECT_EQ(1U, ring->last) TH_LOG("the OUT still coalesced");
 }
 
 /* ---- Without an in-kernel irqchip --------------------------------------- */

@@ -112,6 +112,18 @@ pub(crate) const KVM_GET_CPUID2: u32 = _IOWR::<KvmCpuid2>(KVMIO, 0x91);
 pub(crate) const KVM_GET_DIRTY_LOG: u32 = _IOW::<KvmDirtyLog>(KVMIO, 0x42);
 /// VM ioctl: registers or removes an ioeventfd.
 pub(crate) const KVM_IOEVENTFD: u32 = _IOW::<KvmIoeventfd>(KVMIO, 0x79);
+/// vCPU ioctls on device attributes: only the TSC offset
+/// (`KVM_VCPU_TSC_CTRL`, `KVM_VCPU_TSC_OFFSET`).
+pub(crate) const KVM_SET_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe1);
+pub(crate) const KVM_GET_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe2);
+pub(crate) const KVM_HAS_DEVICE_ATTR: u32 = _IOW::<KvmDeviceAttr>(KVMIO, 0xe3);
+pub(crate) const VCPU_TSC_CTRL: u32 = 0;
+pub(crate) const VCPU_TSC_OFFSET: u64 = 0;
+/// VM ioctls: add or remove a coalesced MMIO/PIO zone (`crate::coalesced`).
+pub(crate) const KVM_REGISTER_COALESCED_MMIO: u32 = _IOW::<KvmCoalescedMmioZone>(KVMIO, 0x67);
+pub(crate) const KVM_UNREGISTER_COALESCED_MMIO: u32 = _IOW::<KvmCoalescedMmioZone>(KVMIO, 0x68);
+/// VM ioctl: the vCPU id of the boot CPU (the argument is the value).
+pub(crate) const KVM_SET_BOOT_CPU_ID: u32 = _IO(KVMIO, 0x78);
 /// VM ioctl: sets the shadow MMU's page budget.
 pub(crate) const KVM_SET_NR_MMU_PAGES: u32 = _IO(KVMIO, 0x44);
 /// VM and vCPU ioctl: returns a binary statistics fd (see `crate::stats`).
@@ -174,6 +186,15 @@ mod cap {
     pub(super) const IRQ_ROUTING: usize = 25;
     pub(super) const SIGNAL_MSI: usize = 77;
     pub(super) const IRQFD: usize = 32;
+    pub(super) const SET_BOOT_CPU_ID: usize = 34;
+    pub(super) const VCPU_ATTRIBUTES: usize = 127;
+    pub(super) const COALESCED_MMIO: usize = 15;
+    pub(super) const COALESCED_PIO: usize = 162;
+    pub(super) const ENABLE_CAP: usize = 54;
+    pub(super) const ENABLE_CAP_VM: usize = 98;
+    pub(super) const ENFORCE_PV_FEATURE_CPUID: usize = 190;
+    pub(super) const MSR_PLATFORM_INFO: usize = 159;
+    pub(super) const EXIT_ON_EMULATION_FAILURE: usize = 204;
     pub(super) const ADJUST_CLOCK: usize = 39;
     pub(super) const X86_ROBUST_SINGLESTEP: usize = 51;
     pub(super) const DISABLE_QUIRKS: usize = 116;
@@ -186,6 +207,9 @@ mod cap {
 pub(crate) const CAP_SPLIT_IRQCHIP: u32 = 121;
 pub(crate) const CAP_MAX_VCPU_ID: u32 = 128;
 pub(crate) const CAP_X2APIC_API: u32 = 129;
+pub(crate) const CAP_MSR_PLATFORM_INFO: u32 = 159;
+pub(crate) const CAP_ENFORCE_PV_FEATURE_CPUID: u32 = 190;
+pub(crate) const CAP_EXIT_ON_EMULATION_FAILURE: u32 = 204;
 /// `KVM_X2APIC_API_*` flags: 32-bit x2APIC ids in the APIC state
 /// ioctls, and no x2APIC broadcast for MSIs to id 0xff.
 pub(crate) const X2APIC_API_USE_32BIT_IDS: u64 = 1;
@@ -249,8 +273,10 @@ pub(crate) mod guestdbg {
 
 /// The most vCPUs one VM may have, and the bound on their ids.
 pub(crate) const MAX_VCPUS: u32 = 64;
-/// Pages of the vCPU mmap area: the `kvm_run` page and the PIO data page.
-pub(crate) const VCPU_MMAP_PAGES: usize = 2;
+/// Pages of the vCPU mmap area: the `kvm_run` page, the PIO data page
+/// (the vCPU's own) and the VM's coalesced MMIO ring.
+pub(crate) const VCPU_MMAP_PAGES: usize = 3;
+pub(crate) const VCPU_OWN_PAGES: usize = 2;
 
 /// The answer to `KVM_CHECK_EXTENSION(cap)`, on the system and VM fds alike.
 ///
@@ -286,6 +312,22 @@ pub(crate) fn check_extension(c: usize) -> isize {
         // Eventfds that raise a GSI's MSI route (`crate::irqfd`), once the
         // split irqchip exists, as KVM's once its irqchip does.
         | cap::IRQFD
+        // The boot CPU is any vCPU id (`KVM_SET_BOOT_CPU_ID`).
+        | cap::SET_BOOT_CPU_ID
+        // The vCPU's TSC offset as a device attribute.
+        | cap::VCPU_ATTRIBUTES
+        // `KVM_ENABLE_CAP` on the vCPU fd, for ENFORCE_PV_FEATURE_CPUID:
+        // the kvmclock MSRs and hypercalls then need their CPUID bits.
+        | cap::ENABLE_CAP
+        | cap::ENABLE_CAP_VM
+        | cap::ENFORCE_PV_FEATURE_CPUID
+        // Coalesced port writes (the MMIO cap says where the ring is).
+        | cap::COALESCED_PIO
+        // MSR_PLATFORM_INFO, and whether the guest may read it.
+        | cap::MSR_PLATFORM_INFO
+        // Emulation failures always exit to user space, with the
+        // instruction bytes when rkvm read them.
+        | cap::EXIT_ON_EMULATION_FAILURE
         // Single steps end after every instruction, including those rkvm
         // completes itself (see `vcpu::run`).
         | cap::X86_ROBUST_SINGLESTEP
@@ -296,6 +338,8 @@ pub(crate) fn check_extension(c: usize) -> isize {
         cap::X2APIC_API => X2APIC_API_VALID as isize,
         // The flags `KVM_GET_CLOCK` can return and `KVM_SET_CLOCK` takes.
         cap::DISABLE_QUIRKS => 1,
+        // The ring's page offset in the vCPU mmap.
+        cap::COALESCED_MMIO => crate::coalesced::ring::PAGE_OFFSET as isize,
         cap::DISABLE_QUIRKS2 => quirks::SUPPORTED as isize,
         cap::ADJUST_CLOCK => (clock_flags::REALTIME | clock_flags::HOST_TSC) as isize,
 
@@ -349,6 +393,8 @@ abi_struct!(
     KvmGuestDebug = 72,
     KvmMsi = 32,
     KvmIrqfd = 32,
+    KvmCoalescedMmioZone = 16,
+    KvmDeviceAttr = 24,
     KvmIrqRouting = 8,
     KvmIrqRoutingEntry = 48,
     KvmEnableCap = 104,

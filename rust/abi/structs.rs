@@ -305,6 +305,25 @@ pub(crate) struct KvmGuestDebug {
     pub(crate) debugreg: [u64; 8],
 }
 
+/// `struct kvm_device_attr`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmDeviceAttr {
+    pub(crate) flags: u32,
+    pub(crate) group: u32,
+    pub(crate) attr: u64,
+    pub(crate) addr: u64,
+}
+
+/// `struct kvm_coalesced_mmio_zone` (`pio` shares a union with `pad`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmCoalescedMmioZone {
+    pub(crate) addr: u64,
+    pub(crate) size: u32,
+    pub(crate) pio: u32,
+}
+
 /// `struct kvm_irqfd`.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -412,4 +431,24 @@ pub(crate) mod kvm_run {
     pub(crate) const INTERNAL_ERROR_EMULATION: u32 = 1;
     pub(crate) const INTERNAL_ERROR_DELIVERY_EV: u32 = 3;
     pub(crate) const INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: u32 = 4;
+
+    /// `emulation_failure.flags`: `insn_size` and `insn_bytes` are valid.
+    pub(crate) const EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+
+    /// The first three `internal.data` words of an emulation failure with
+    /// instruction bytes, in KVM's `emulation_failure` layout: the flags,
+    /// then 16 bytes holding a one-byte `insn_size` and up to 15 bytes of
+    /// the instruction, the rest 0x90 (as KVM pads them).
+    pub(crate) fn emulation_failure_data(bytes: &[u8]) -> [u64; 3] {
+        let n = bytes.len().min(15);
+        let mut b = [0x90u8; 16];
+        b[0] = n as u8;
+        b[1..=n].copy_from_slice(&bytes[..n]);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        [EMULATION_FLAG_INSTRUCTION_BYTES, word(0), word(8)]
+    }
 }

@@ -78,7 +78,7 @@ use crate::{
             Insn,
             Mode, //
         },
-        kvmclock, lapic, msr, mtrr, pio,
+        hypercall, kvmclock, lapic, msr, mtrr, pio,
         sregs::{
             cr0,
             efer, //
@@ -1076,6 +1076,17 @@ fn handle_fast(
             skip_in_window(w, e.insn_len);
             Fast::Resume
         }
+        // KVM's hypercalls (`x86::hypercall`): 32-bit number and result
+        // outside 64-bit mode; CPL is SS.DPL.
+        reason::VMCALL => {
+            let lma = w.read(field::GUEST_IA32_EFER) & efer::LMA != 0;
+            let long = lma && w.read(field::guest_seg(1).2) as u32 & AR_L != 0;
+            let cpl = ((w.read(field::guest_seg(2).2) >> 5) & 3) as u8;
+            let mask = if long { u64::MAX } else { 0xffff_ffff };
+            g[RAX] = hypercall::result(g[RAX] & mask, cpl, pv_features(st)) & mask;
+            skip_in_window(w, e.insn_len);
+            Fast::Resume
+        }
         reason::CR_ACCESS => handle_cr(w, st, g, e, vm, apic),
         reason::DR_ACCESS => handle_dr(w, st, g, e),
         // KVM's `kvm_emulate_monitor_mwait()`: a NOP, or #UD when both
@@ -1103,7 +1114,7 @@ fn handle_fast(
         reason::RDMSR | reason::WRMSR => {
             let index = g[RCX] as u32;
             let ok = if e.reason.basic() == reason::RDMSR {
-                match read_msr(w, st, index) {
+                match read_msr(w, st, vm, index) {
                     Some(v) => {
                         g[RAX] = v & 0xffff_ffff;
                         g[RDX] = v >> 32;
@@ -1150,11 +1161,30 @@ fn rdtsc() -> u64 {
 
 /// `KVM_GET_MSRS` of one MSR, outside the window.
 pub(super) fn host_get_msr(st: &State, index: u32) -> Option<u64> {
+    // KVM's rule for MSRs it lists but the guest lacks: the host reads 0.
+    if !pv_features(st).msr_allowed(index) {
+        return Some(0);
+    }
     get_msr(st, index, true)
+}
+
+/// The paravirtual features the guest has (see `hypercall::PvFeatures`).
+fn pv_features(st: &State) -> hypercall::PvFeatures {
+    hypercall::PvFeatures {
+        enforce: st.pv_enforce,
+        bits: if st.pv_enforce {
+            cpuid::pv_features(&st.cpuid)
+        } else {
+            0
+        },
+    }
 }
 
 /// An MSR read from `State` by the host or (`host` false) the guest.
 fn get_msr(st: &State, index: u32, host: bool) -> Option<u64> {
+    if !host && !pv_features(st).msr_allowed(index) {
+        return None;
+    }
     Some(match index {
         msr::index::EFER => st.efer,
         msr::index::APIC_BASE => st.apic_base,
@@ -1174,9 +1204,21 @@ fn get_msr(st: &State, index: u32, host: bool) -> Option<u64> {
     })
 }
 
+/// `KVM_SET_DEVICE_ATTR(KVM_VCPU_TSC_OFFSET)`: the guest TSC becomes the
+/// host's plus `offset` from the next entry on.
+pub(super) fn host_set_tsc_offset(st: &mut State, offset: u64) {
+    st.msrs.tsc_offset = offset;
+    st.clock.time_pending = true;
+}
+
 /// `KVM_SET_MSRS` of one MSR, outside the window (host-initiated: LMA may
 /// be set, the APIC base is checked as `KVM_SET_SREGS` checks it).
 pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
+    // KVM's rule for MSRs it lists but the guest lacks: the host may
+    // write 0, which changes nothing.
+    if !pv_features(st).msr_allowed(index) {
+        return v == 0;
+    }
     if let Some(ok) = st.msrs.mce.set(index, v, true) {
         return ok;
     }
@@ -1194,10 +1236,7 @@ pub(super) fn host_set_msr(st: &mut State, index: u32, v: u64) -> bool {
         msr::index::SYSENTER_CS => st.sysenter[0] = v & 0xffff_ffff,
         msr::index::SYSENTER_ESP => st.sysenter[1] = msr::sysenter_address(v),
         msr::index::SYSENTER_EIP => st.sysenter[2] = msr::sysenter_address(v),
-        msr::index::TSC => {
-            st.msrs.tsc_offset = v.wrapping_sub(rdtsc());
-            st.clock.time_pending = true;
-        }
+        msr::index::TSC => host_set_tsc_offset(st, v.wrapping_sub(rdtsc())),
         // Stored only if the guest has it; the TSC does not move (KVM).
         msr::index::TSC_ADJUST => {
             if cpuid::has(&st.cpuid, 7, 1, 1) {
@@ -1239,8 +1278,9 @@ fn clock_msr_written(st: &mut State, index: u32) {
 
 /// Guest RDMSR inside the window; `None` means #GP (KVM's answer for an
 /// MSR it does not know).
-fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
+fn read_msr(w: &Window<'_>, st: &State, vm: &Vm, index: u32) -> Option<u64> {
     Some(match index {
+        msr::index::PLATFORM_INFO if !vm.platform_info_readable() => return None,
         msr::index::EFER => w.read(field::GUEST_IA32_EFER),
         msr::index::SYSENTER_CS => w.read(field::GUEST_SYSENTER_CS),
         msr::index::SYSENTER_ESP => w.read(field::GUEST_SYSENTER_ESP),
@@ -1257,6 +1297,9 @@ fn read_msr(w: &Window<'_>, st: &State, index: u32) -> Option<u64> {
 /// Guest WRMSR inside the window; false means #GP. The APIC base is
 /// read-only for the guest (no local APIC is emulated).
 fn write_msr(w: &mut Window<'_>, st: &mut State, vm: &Vm, index: u32, v: u64) -> bool {
+    if !pv_features(st).msr_allowed(index) {
+        return false;
+    }
     if let Some(ok) = st.msrs.mce.set(index, v, false) {
         return ok;
     }
@@ -1279,6 +1322,8 @@ fn write_msr(w: &mut Window<'_>, st: &mut State, vm: &Vm, index: u32, v: u64) ->
             load_lazy_state(w, st);
         }
         msr::index::APIC_BASE => return false,
+        // Read-only for the guest (KVM).
+        msr::index::PLATFORM_INFO => return false,
         msr::index::SYSENTER_CS => w.write(field::GUEST_SYSENTER_CS, v & 0xffff_ffff),
         msr::index::SYSENTER_ESP => w.write(field::GUEST_SYSENTER_ESP, msr::sysenter_address(v)),
         msr::index::SYSENTER_EIP => w.write(field::GUEST_SYSENTER_EIP, msr::sysenter_address(v)),
@@ -1697,19 +1742,17 @@ fn update_clock(vm: &Vm, st: &mut State) {
     }
 }
 
-/// Reports an instruction rkvm cannot emulate, with its bytes (KVM's
-/// emulation-failure layout: flags = 1 "instruction bytes follow", the
-/// length, then the bytes).
+/// Reports an instruction rkvm cannot emulate, with its bytes if it read
+/// them (KVM's `emulation_failure` layout, `kvm_run::emulation_failure_data`).
+/// The guest is left as it was: no #UD is queued (KVM queues one unless
+/// `KVM_CAP_EXIT_ON_EMULATION_FAILURE` is on, which rkvm behaves as).
 fn emulation_failure(area: &RunArea<'_>, bytes: &[u8]) {
-    let mut b = [0u8; 16];
-    let n = bytes.len().min(16);
-    b[..n].copy_from_slice(&bytes[..n]);
-    let (lo, hi) = b.split_at(8);
-    let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
-    area.internal_error(
-        kr::INTERNAL_ERROR_EMULATION,
-        &[1, n as u64, word(lo), word(hi)],
-    );
+    if bytes.is_empty() {
+        area.internal_error(kr::INTERNAL_ERROR_EMULATION, &[0]);
+        return;
+    }
+    let [flags, lo, hi] = kr::emulation_failure_data(bytes);
+    area.internal_error(kr::INTERNAL_ERROR_EMULATION, &[flags, lo, hi]);
 }
 
 /// Port I/O: KVM_EXIT_IO with the data in the PIO page.
@@ -1724,12 +1767,9 @@ fn handle_io(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Resul
             st.pending = Pending::PioIn { size: io.size };
         } else {
             let v = reg(st, RAX) & size_mask(io.size);
-            // An ioeventfd takes the write: no exit (KVM's kernel_pio()).
-            if vm
-                .ioeventfds
-                .lock()
-                .write(true, u64::from(io.port), u32::from(io.size), v)
-            {
+            // An ioeventfd or a coalesced zone takes the write: no exit
+            // (KVM's kernel_pio()).
+            if vm.kernel_write(true, u64::from(io.port), u32::from(io.size), v) {
                 skip(st, e.insn_len);
                 return Ok(Step::Continue);
             }
@@ -1926,11 +1966,7 @@ fn emulate_mmio(vm: &Vm, st: &mut State, area: &RunArea<'_>, gpa: u64) -> Result
         Some(v) => {
             let v = v & size_mask(insn.size);
             skip(st, u64::from(insn.len));
-            if vm
-                .ioeventfds
-                .lock()
-                .write(false, gpa, u32::from(insn.size), v)
-            {
+            if vm.kernel_write(false, gpa, u32::from(insn.size), v) {
                 return Ok(Step::Continue);
             }
             area.mmio(gpa, v, insn.size, true);
@@ -2127,12 +2163,12 @@ fn apic_events(vcpu: &Vcpu, st: &mut State) -> bool {
             st.nmi = true;
         }
         if core::mem::take(&mut a.init) {
-            st.init(vcpu.id());
+            st.init();
             a.lapic.reset(true);
             a.sipi = None;
-            // KVM: the BSP (vCPU 0) runs again from the reset vector;
-            // the others wait for SIPI.
-            st.mp_state = if vcpu.id() == 0 {
+            // KVM: the BSP (IA32_APIC_BASE.BSP) runs again from the
+            // reset vector; the others wait for SIPI.
+            st.mp_state = if st.apic_base & lapic::BASE_BSP != 0 {
                 RUNNABLE
             } else {
                 INIT_RECEIVED

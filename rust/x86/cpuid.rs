@@ -42,6 +42,26 @@ pub(crate) fn find(entries: &[Entry], function: u32, index: u32) -> Option<usize
     })
 }
 
+/// The KVM paravirtual feature bits of a guest CPUID (KVM's
+/// `kvm_get_hypervisor_cpuid()` and `pv_cpuid.features`): EAX of leaf
+/// base + 1, where base is the first of 0x40000000, 0x40000100, ...,
+/// 0x4000ff00 that carries the "KVMKVMKVM" signature; 0 without one.
+pub(crate) fn pv_features(entries: &[Entry]) -> u32 {
+    let sig = [
+        u32::from_le_bytes(*b"KVMK"),
+        u32::from_le_bytes(*b"VMKV"),
+        u32::from_le_bytes(*b"M\0\0\0"),
+    ];
+    (0..0x100u32)
+        .map(|i| KVM_SIGNATURE_LEAF + (i << 8))
+        .find(|&base| {
+            find(entries, base, 0)
+                .is_some_and(|i| [entries[i].ebx, entries[i].ecx, entries[i].edx] == sig)
+        })
+        .and_then(|base| find(entries, base | 1, 0))
+        .map_or(0, |i| entries[i].eax)
+}
+
 /// `kvm_check_cpuid()`: the only linear-address widths KVM's canonical
 /// checks handle are 48 and 57 bits (0 means "not reported").
 pub(crate) fn valid(entries: &[Entry]) -> bool {

@@ -19,7 +19,9 @@
 //! - `timer` is `Some` only while TMICT is not 0 and the timer has not
 //!   expired in one-shot mode.
 
-/// IA32_APIC_BASE bits.
+/// IA32_APIC_BASE bits: BSP (the bootstrap processor), EXTD (x2APIC
+/// mode), ENABLE.
+pub(crate) const BASE_BSP: u64 = 1 << 8;
 pub(crate) const BASE_EXTD: u64 = 1 << 10;
 pub(crate) const BASE_ENABLE: u64 = 1 << 11;
 /// The first x2APIC MSR; register offset `o` is MSR `X2APIC_MSR + o / 16`.
@@ -204,6 +206,9 @@ pub(crate) struct Lapic {
     regs: [u32; REGS_SIZE / 4],
     /// The vCPU id: the x2APIC id, and the reset xAPIC id.
     vcpu_id: u32,
+    /// The vCPU is the VM's boot CPU (`KVM_SET_BOOT_CPU_ID`, vCPU 0 by
+    /// default): the BSP bit of its reset IA32_APIC_BASE.
+    bsp: bool,
     mode: ApicMode,
     timer: Option<Timer>,
     /// The LVT timer mode bits a write keeps: none before the guest has a
@@ -226,6 +231,7 @@ impl Lapic {
         let mut a = Lapic {
             regs: [0; REGS_SIZE / 4],
             vcpu_id,
+            bsp: base & BASE_BSP != 0,
             mode: mode_of(base),
             timer: None,
             timer_modes: 0,
@@ -236,7 +242,7 @@ impl Lapic {
 
     /// RESET, or INIT (`init`), of the registers (KVM's
     /// `kvm_lapic_reset()`): INIT keeps the xAPIC ID; both keep the
-    /// version. vCPU 0, the BSP, gets LINT0 unmasked in ExtINT mode (KVM's
+    /// version. The reset BSP gets LINT0 unmasked in ExtINT mode (KVM's
     /// default KVM_X86_QUIRK_LINT0_REENABLED), so a PIC can reach it.
     pub(crate) fn reset(&mut self, init: bool) {
         let id = if init {
@@ -257,7 +263,7 @@ impl Lapic {
         for (r, _) in LVTS {
             self.regs[idx(r)] = LVT_MASKED;
         }
-        if self.vcpu_id == 0 {
+        if self.bsp {
             self.regs[idx(reg::LVT_LINT0)] = mode::EXTINT << 8;
         }
         if self.mode == ApicMode::X2Apic {

@@ -5,6 +5,7 @@
 pub(crate) mod cpuid;
 pub(crate) mod debugreg;
 pub(crate) mod decode;
+pub(crate) mod hypercall;
 pub(crate) mod kvmclock;
 pub(crate) mod lapic;
 pub(crate) mod mce;

@@ -58,6 +58,9 @@ pub(crate) mod index {
     pub(crate) const MCG_STATUS: u32 = 0x17a;
     /// IA32_MCG_CTL.
     pub(crate) const MCG_CTL: u32 = 0x17b;
+    /// MSR_PLATFORM_INFO: read-only for the guest, which may also be
+    /// denied reading it (`KVM_CAP_MSR_PLATFORM_INFO`).
+    pub(crate) const PLATFORM_INFO: u32 = 0xce;
     /// KVM's kvmclock MSRs (`super::super::kvmclock`): the first pair
     /// (KVM_FEATURE_CLOCKSOURCE) and the second (CLOCKSOURCE2) are two
     /// names for the same two registers, as on KVM.
@@ -71,7 +74,7 @@ pub(crate) mod index {
 /// save and restore (EFER and APIC_BASE travel in `kvm_sregs`, as on KVM,
 /// but are accepted here too). The machine-check banks are not listed:
 /// as on KVM, a VMM finds them through IA32_MCG_CAP.
-pub(crate) const SAVED: [u32; 20] = [
+pub(crate) const SAVED: [u32; 21] = [
     index::SYSENTER_CS,
     index::SYSENTER_ESP,
     index::SYSENTER_EIP,
@@ -92,7 +95,13 @@ pub(crate) const SAVED: [u32; 20] = [
     index::KVM_WALL_CLOCK_NEW,
     index::KVM_SYSTEM_TIME_NEW,
     index::HWCR,
+    index::PLATFORM_INFO,
 ];
+
+/// MSR_PLATFORM_INFO at reset: CPUID faulting supported (bit 31), as KVM
+/// reports it (the value is user space's to set; rkvm does not implement
+/// CPUID faulting itself).
+pub(crate) const PLATFORM_INFO_RESET: u64 = 1 << 31;
 
 /// IA32_PAT at reset.
 pub(crate) const PAT_RESET: u64 = 0x0007_0406_0007_0406;
@@ -146,6 +155,8 @@ pub(crate) struct Msrs {
     pub(crate) tsc_adjust: u64,
     /// MSR_K7_HWCR.
     pub(crate) hwcr: u64,
+    /// MSR_PLATFORM_INFO (only the host writes it).
+    pub(crate) platform_info: u64,
     /// Guest TSC minus host TSC (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
     /// MSR_KVM_SYSTEM_TIME(_NEW): the guest address of this vCPU's
@@ -174,6 +185,7 @@ impl Default for Msrs {
             ucode_rev: UCODE_REV_RESET,
             tsc_adjust: 0,
             hwcr: 0,
+            platform_info: PLATFORM_INFO_RESET,
             tsc_offset: 0,
             kvm_system_time: 0,
             kvm_wall_clock: 0,
@@ -228,6 +240,7 @@ pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
         | index::TSC
         | index::TSC_ADJUST
         | index::EFER
+        | index::PLATFORM_INFO
         | index::APIC_BASE => true,
         _ => return None,
     })
@@ -247,6 +260,7 @@ impl Msrs {
             index::UCODE_REV => self.ucode_rev,
             index::TSC_ADJUST => self.tsc_adjust,
             index::HWCR => self.hwcr,
+            index::PLATFORM_INFO => self.platform_info,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => self.kvm_wall_clock,
             _ => return None,
@@ -266,6 +280,7 @@ impl Msrs {
             index::MISC_ENABLE => &mut self.misc_enable,
             index::UCODE_REV => &mut self.ucode_rev,
             index::HWCR => &mut self.hwcr,
+            index::PLATFORM_INFO => &mut self.platform_info,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => &mut self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => &mut self.kvm_wall_clock,
             _ => return None,

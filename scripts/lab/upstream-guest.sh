@@ -32,10 +32,15 @@ up_run() {
 		i=$((i + 1))
 		t0=$(cut -d' ' -f1 /proc/uptime)
 		# -k: SIGKILL 10 s after the SIGTERM, for a test ignoring it.
-		# Each test starts in /tmp (some create files in the cwd).
-		(cd /tmp && timeout -s TERM -k 10 "$up_timeout" \
-			"/upstream/bin/$t" $args </dev/null >/upstream/out 2>&1)
+		# Each test starts in /tmp (some create files in the cwd), in a
+		# process group of its own: what it leaves running (a forked
+		# child whose parent died) is killed with the group afterwards.
+		(cd /tmp && exec setsid timeout -s TERM -k 10 "$up_timeout" \
+			"/upstream/bin/$t" $args </dev/null >/upstream/out 2>&1) &
+		pid=$!
+		wait $pid
 		rc=$?
+		kill -9 -- -$pid 2>/dev/null
 		t1=$(cut -d' ' -f1 /proc/uptime)
 		secs=$(awk "BEGIN { printf \"%d\", $t1 - $t0 }")
 		# The end of the output holds the verdict and the reason.

@@ -32,6 +32,7 @@ fn size(s: &str) -> Option<usize> {
         "kvm_guest_debug" => size_of::<KvmGuestDebug>(),
         "kvm_msi" => size_of::<KvmMsi>(),
         "kvm_irqfd" => size_of::<KvmIrqfd>(),
+        "kvm_device_attr" => size_of::<KvmDeviceAttr>(),
         "kvm_irq_routing" => size_of::<KvmIrqRouting>(),
         "kvm_irq_routing_entry" => size_of::<KvmIrqRoutingEntry>(),
         "kvm_lapic_state" => LAPIC_SIZE,
@@ -93,6 +94,8 @@ fn offset(s: &str, f: &str) -> Option<usize> {
             "flags" => flags, "realtime" => realtime, "host_tsc" => host_tsc),
         "kvm_guest_debug" => fields!(KvmGuestDebug: "arch.debugreg" => debugreg),
         "kvm_msi" => fields!(KvmMsi: "devid" => devid),
+        "kvm_device_attr" => fields!(KvmDeviceAttr:
+            "group" => group, "attr" => attr, "addr" => addr),
         "kvm_irqfd" => fields!(KvmIrqfd:
             "gsi" => gsi, "flags" => flags, "resamplefd" => resamplefd, "pad" => pad),
         "kvm_irq_routing" => fields!(KvmIrqRouting: "flags" => flags),
@@ -188,4 +191,20 @@ fn rust_layout_matches_the_checked_table() {
         checked += 1;
     }
     assert!(checked >= 60, "only {checked} entries checked");
+}
+
+#[test]
+fn emulation_failure_bytes_follow_kvms_layout() {
+    // flds (%rax): d9 00, as exit_on_emulation_failure_test reads it at
+    // kvm_run offsets 48 (insn_size) and 49 (insn_bytes).
+    let [flags, lo, hi] = kvm_run::emulation_failure_data(&[0xd9, 0x00]);
+    assert_eq!(flags, kvm_run::EMULATION_FLAG_INSTRUCTION_BYTES);
+    let mut b = lo.to_le_bytes().to_vec();
+    b.extend_from_slice(&hi.to_le_bytes());
+    assert_eq!(b[0], 2, "insn_size");
+    assert_eq!(&b[1..3], &[0xd9, 0x00]);
+    assert!(b[3..].iter().all(|&x| x == 0x90), "padded with NOPs");
+    // At most 15 bytes.
+    let [_, lo, _] = kvm_run::emulation_failure_data(&[1; 20]);
+    assert_eq!(lo & 0xff, 15);
 }

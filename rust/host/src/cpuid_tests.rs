@@ -211,3 +211,29 @@ fn supported_table_follows_a_poor_host() {
     );
     assert_eq!(lookup(&t, 0x8000_0008, 0)[0], 36 | 48 << 8);
 }
+
+#[test]
+fn pv_features_follow_the_kvm_signature() {
+    let sup = supported(|_, _| [0xd, 0, 0, 0]);
+    let bits = pv_features(&sup);
+    assert_ne!(bits & 1, 0, "kvmclock offered");
+    // Without the signature leaf, no features.
+    let no_sig: Vec<Entry> = sup
+        .iter()
+        .copied()
+        .filter(|e| e.function != KVM_SIGNATURE_LEAF)
+        .collect();
+    assert_eq!(pv_features(&no_sig), 0);
+    // At another base (as behind Hyper-V's leaves): found there.
+    let moved: Vec<Entry> = sup
+        .iter()
+        .map(|e| match e.function {
+            KVM_SIGNATURE_LEAF | KVM_FEATURES_LEAF => Entry {
+                function: e.function + 0x100,
+                ..*e
+            },
+            _ => *e,
+        })
+        .collect();
+    assert_eq!(pv_features(&moved), bits);
+}

@@ -25,7 +25,8 @@ fn enabled(id: u32, base: u64) -> Lapic {
 
 #[test]
 fn reset_values_are_kvms() {
-    let a = Lapic::new(3, XAPIC);
+    // Not the boot CPU: no BSP bit in its APIC base.
+    let a = Lapic::new(3, XAPIC & !BASE_BSP);
     assert_eq!(a.read(reg::ID, 0), Ok(3 << 24));
     assert_eq!(a.read(reg::VERSION, 0), Ok(0x50014));
     assert_eq!(a.read(reg::SVR, 0), Ok(0xff));
@@ -35,6 +36,19 @@ fn reset_values_are_kvms() {
     }
     let bsp = Lapic::new(0, XAPIC);
     assert_eq!(bsp.read(reg::LVT_LINT0, 0), Ok(0x700), "BSP: ExtINT");
+    // The boot CPU need not be vCPU 0 (KVM_SET_BOOT_CPU_ID).
+    let bsp1 = Lapic::new(1, XAPIC);
+    assert_eq!(
+        bsp1.read(reg::LVT_LINT0, 0),
+        Ok(0x700),
+        "boot CPU 1: ExtINT"
+    );
+    let ap0 = Lapic::new(0, XAPIC & !BASE_BSP);
+    assert_eq!(
+        ap0.read(reg::LVT_LINT0, 0),
+        Ok(0x10000),
+        "vCPU 0 not the BSP"
+    );
     assert!(!a.enabled(), "software-disabled until SVR bit 8");
     let mut a = Lapic::new(0, XAPIC);
     a.set_cpuid(true);

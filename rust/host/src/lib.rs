@@ -19,6 +19,8 @@ pub mod ioeventfd_rules;
 #[path = "../../memslot/region.rs"]
 pub mod region;
 
+#[path = "../../coalesced/ring.rs"]
+pub mod coalesced_ring;
 #[path = "../../x86/cpuid.rs"]
 pub mod cpuid;
 #[path = "../../x86/debugreg.rs"]
@@ -27,6 +29,8 @@ pub mod debugreg;
 pub mod decode;
 #[path = "../../vmx/exit.rs"]
 pub mod exit;
+#[path = "../../x86/hypercall.rs"]
+pub mod hypercall;
 #[path = "../../x86/kvmclock.rs"]
 pub mod kvmclock;
 #[path = "../../x86/lapic.rs"]
@@ -57,11 +61,15 @@ mod abi_tests;
 #[cfg(test)]
 mod caps_tests;
 #[cfg(test)]
+mod coalesced_tests;
+#[cfg(test)]
 mod cpuid_tests;
 #[cfg(test)]
 mod decode_tests;
 #[cfg(test)]
 mod exit_tests;
+#[cfg(test)]
+mod hypercall_tests;
 #[cfg(test)]
 mod kvmclock_tests;
 #[cfg(test)]
