@@ -10,6 +10,8 @@
 
 mod run;
 
+use core::mem::MaybeUninit;
+
 use kernel::ffi::c_int;
 
 use kernel::{
@@ -22,6 +24,10 @@ use kernel::{
         CondVar,
         Mutex,
         SpinLock, //
+    },
+    transmute::{
+        AsBytes,
+        FromBytes, //
     },
     uaccess::{
         UserPtr,
@@ -443,6 +449,28 @@ impl Vcpu {
         self.id
     }
 
+    /// `KVM_GET_SREGS`: CR8 is the APIC's TPR when there is one.
+    fn get_sregs(&self) -> KvmSregs {
+        let mut st = self.state.lock();
+        if self.has_apic {
+            st.cr8 = self.apic.lock().lapic.cr8();
+        }
+        st.sregs()
+    }
+
+    /// `KVM_SET_SREGS` (all or nothing); the APIC follows the new base
+    /// and CR8.
+    fn set_sregs(&self, sregs: &KvmSregs) -> Result {
+        let mut st = self.state.lock();
+        st.set_sregs(sregs)?;
+        self.apic_base_changed(st.apic_base);
+        if self.has_apic {
+            // CR8 is the APIC's TPR.
+            self.apic.lock().lapic.set_cr8(st.cr8);
+        }
+        Ok(())
+    }
+
     /// Its index in the VM's vCPU table (creation order).
     pub(crate) fn index(&self) -> usize {
         self.index
@@ -516,6 +544,90 @@ impl VcpuFd {
     }
 }
 
+/// A structure at byte `offset` of the `kvm_run` page, copied once (user
+/// space may change the page meanwhile; the copy is what counts).
+fn run_read<T: FromBytes>(run: &Page, offset: usize) -> T {
+    let mut v = MaybeUninit::<T>::zeroed();
+    // SAFETY: the destination is `size_of::<T>()` bytes of `v`; the range
+    // is checked against the page (EINVAL, leaving zeroes, otherwise). User
+    // space may write the page concurrently, as with every `kvm_run` read
+    // (`run::RunArea`): it can only leave arbitrary bytes.
+    let _ = unsafe { run.read_raw(v.as_mut_ptr().cast(), offset, size_of::<T>()) };
+    // SAFETY: zeroed, then overwritten with bytes: a valid `T`, which is
+    // `FromBytes` (any bit pattern is).
+    unsafe { v.assume_init() }
+}
+
+/// Writes `v` at byte `offset` of the `kvm_run` page.
+fn run_write<T: AsBytes>(run: &Page, offset: usize, v: &T) {
+    // SAFETY: the source is `v`, `size_of::<T>()` initialized bytes
+    // (`AsBytes`: no padding); the range is checked against the page. User
+    // space may race with the write, as with every `kvm_run` write.
+    let _ = unsafe { run.write_raw(core::ptr::from_ref(v).cast(), offset, size_of::<T>()) };
+}
+
+/// `KVM_RUN` with `KVM_CAP_SYNC_REGS` (KVM's `sync_regs()` and
+/// `store_regs()` around `kvm_arch_vcpu_ioctl_run()`): first the register
+/// sets `kvm_dirty_regs` names are taken from `kvm_run.s.regs`, as
+/// `KVM_SET_REGS`, `KVM_SET_SREGS` and `KVM_SET_VCPU_EVENTS` would take
+/// them (each bit cleared once consumed; an invalid set is EINVAL and the
+/// guest does not run); then, whatever `KVM_RUN` returned, the sets
+/// `kvm_valid_regs` names are stored there. EINVAL for unknown bits.
+fn run_with_sync_regs(vm: &Vm, vcpu: &Vcpu, arg: usize) -> Result<isize> {
+    use abi::{
+        kvm_run as kr,
+        sync_regs::*, //
+    };
+    let run = &vcpu.pages[0];
+    let valid = run_read::<u64>(run, kr::VALID_REGS);
+    let dirty = run_read::<u64>(run, kr::DIRTY_REGS);
+    let r = if (valid | dirty) & !VALID != 0 {
+        Err(EINVAL)
+    } else {
+        sync_in(vcpu, run, dirty).and_then(|()| run::run(vm, vcpu, arg))
+    };
+    if valid & REGS != 0 {
+        let regs = vcpu.state.lock().regs;
+        run_write(run, kr::SYNC_REGS, &regs);
+    }
+    if valid & SREGS != 0 {
+        run_write(run, kr::SYNC_SREGS, &vcpu.get_sregs());
+    }
+    if valid & EVENTS != 0 {
+        let ev = run::get_events(&vcpu.state.lock());
+        run_write(run, kr::SYNC_EVENTS, &ev);
+    }
+    r
+}
+
+/// The `kvm_dirty_regs` half of `run_with_sync_regs`.
+fn sync_in(vcpu: &Vcpu, run: &Page, mut dirty: u64) -> Result {
+    use abi::{
+        kvm_run as kr,
+        sync_regs::*, //
+    };
+    if dirty & REGS != 0 {
+        let mut regs = run_read::<KvmRegs>(run, kr::SYNC_REGS);
+        regs.rflags |= RFLAGS_FIXED;
+        vcpu.state.lock().regs = regs;
+        dirty &= !REGS;
+        run_write(run, kr::DIRTY_REGS, &dirty);
+    }
+    if dirty & SREGS != 0 {
+        let sregs = run_read::<KvmSregs>(run, kr::SYNC_SREGS);
+        vcpu.set_sregs(&sregs).map_err(|_| EINVAL)?;
+        dirty &= !SREGS;
+        run_write(run, kr::DIRTY_REGS, &dirty);
+    }
+    if dirty & EVENTS != 0 {
+        let ev = run_read::<abi::KvmVcpuEvents>(run, kr::SYNC_EVENTS);
+        run::set_events(&mut vcpu.state.lock(), &ev).map_err(|_| EINVAL)?;
+        dirty &= !EVENTS;
+        run_write(run, kr::DIRTY_REGS, &dirty);
+    }
+    Ok(())
+}
+
 /// `KVM_ENABLE_CAP` on a vCPU (KVM's `kvm_vcpu_ioctl_enable_cap()`): only
 /// `KVM_CAP_ENFORCE_PV_FEATURE_CPUID` (any non-zero argument turns the
 /// enforcement on, 0 off); EINVAL for flags and any other capability.
@@ -574,23 +686,12 @@ impl fd::FdObject for VcpuFd {
                 vcpu.state.lock().regs = regs;
             }
             abi::KVM_GET_SREGS => {
-                let mut st = vcpu.state.lock();
-                if vcpu.has_apic {
-                    st.cr8 = vcpu.apic.lock().lapic.cr8();
-                }
-                let sregs = st.sregs();
-                drop(st);
+                let sregs = vcpu.get_sregs();
                 user(size_of::<KvmSregs>()).writer().write(&sregs)?;
             }
             abi::KVM_SET_SREGS => {
                 let sregs = user(size_of::<KvmSregs>()).reader().read::<KvmSregs>()?;
-                let mut st = vcpu.state.lock();
-                st.set_sregs(&sregs)?;
-                vcpu.apic_base_changed(st.apic_base);
-                if vcpu.has_apic {
-                    // CR8 is the APIC's TPR.
-                    vcpu.apic.lock().lapic.set_cr8(st.cr8);
-                }
+                vcpu.set_sregs(&sregs)?;
             }
             // No KVM_SET_TSC_KHZ yet: every guest TSC runs at the host's.
             abi::KVM_GET_TSC_KHZ => return Ok(crate::shim::tsc_khz() as isize),
@@ -598,7 +699,7 @@ impl fd::FdObject for VcpuFd {
             abi::KVM_GET_STATS_FD => return crate::stats::vcpu_stats_fd(Arc::from(this)),
             abi::KVM_SET_CPUID2 => set_cpuid2(vcpu, arg)?,
             abi::KVM_GET_CPUID2 => get_cpuid2(vcpu, arg)?,
-            abi::KVM_RUN => return run::run(&this.vm, vcpu, arg),
+            abi::KVM_RUN => return run_with_sync_regs(&this.vm, vcpu, arg),
             abi::KVM_INTERRUPT => {
                 let irq = user(size_of::<u32>()).reader().read::<u32>()?;
                 run::queue_interrupt(&mut vcpu.state.lock(), irq)?;

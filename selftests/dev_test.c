@@ -74,6 +74,7 @@ static const struct { long cap; int value; } rkvm_caps[] = {
 	{ KVM_CAP_ENFORCE_PV_FEATURE_CPUID, 1 },
 	{ KVM_CAP_COALESCED_MMIO, 2 },
 	{ KVM_CAP_COALESCED_PIO, 1 },
+	{ KVM_CAP_SYNC_REGS, KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS },
 };
 
 FIXTURE(dev) {

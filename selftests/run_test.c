@@ -269,6 +269,19 @@ asm(GUEST_BEGIN
 	GUEST_END);
 extern const char hc32_start[], hc32_end[];
 
+/* A loop: OUT to SR_PORT, then RBX + 1 (one OUT per KVM_RUN). */
+#define SR_PORT		0x34
+asm(GUEST_BEGIN
+	".code32\n"
+	".global sr32_start, sr32_end\n"
+	"sr32_start:\n"
+	"	out %al, $" XSTR(SR_PORT) "\n"
+	"	inc %ebx\n"
+	"	jmp sr32_start\n"
+	"sr32_end:\n"
+	GUEST_END);
+extern const char sr32_start[], sr32_end[];
+
 /* An x87 load from MMIO, which neither KVM nor rkvm emulates, then HLT. */
 asm(GUEST_BEGIN
 	".code32\n"
@@ -2799,6 +2812,84 @@ TEST_F(run, hypercalls_and_pv_feature_enforcement)
 	EXPECT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, &e, 1));
 	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
 	expect_hypercalls(_metadata, &self->vcpu, 0);
+}
+
+/*
+ * KVM_CAP_SYNC_REGS: kvm_run.s.regs carries the register sets
+ * kvm_valid_regs asks for after every KVM_RUN, and KVM_RUN first takes the
+ * ones kvm_dirty_regs names (clearing each bit it consumed). Unknown bits
+ * and invalid sets are EINVAL; without valid bits s.regs is left alone.
+ */
+TEST_F(run, sync_regs)
+{
+	struct kvm_run *run = self->vcpu.run;
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	int r;
+
+	EXPECT_EQ(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS,
+		  (unsigned long)ioctl(self->vm.dev, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS));
+	load_code(_metadata, &self->vm, CODE_GPA, sr32_start, sr32_end);
+	vcpu_enter(_metadata, &self->vcpu, FLAT32, CODE_GPA);
+	get_regs(_metadata, &self->vcpu, &regs);
+	regs.rbx = 0;
+	set_regs(_metadata, &self->vcpu, &regs);
+
+	run->kvm_valid_regs = 0x80000000;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_RUN, 0));
+	EXPECT_EQ(EINVAL, errno);
+	run->kvm_valid_regs = 0;
+	run->kvm_dirty_regs = 0x80000000 | KVM_SYNC_X86_REGS;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_RUN, 0));
+	EXPECT_EQ(EINVAL, errno);
+	run->kvm_dirty_regs = 0;
+
+	/* Every set, as the ioctls give them. */
+	run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
+	run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 1, SR_PORT);
+	get_regs(_metadata, &self->vcpu, &regs);
+	ASSERT_EQ(0, ioctl(self->vcpu.fd, KVM_GET_SREGS, &sregs));
+	EXPECT_EQ(0, memcmp(&regs, &run->s.regs.regs, sizeof(regs)));
+	EXPECT_EQ(0, memcmp(&sregs, &run->s.regs.sregs, sizeof(sregs)));
+	EXPECT_EQ(0x8U, run->s.regs.sregs.cs.selector);
+
+	/* A dirty REGS set reaches the guest (RBX + 1 after one loop). */
+	run->s.regs.regs.rbx = 0x1000;
+	run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+	run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 1, SR_PORT);
+	EXPECT_EQ(0ULL, run->kvm_dirty_regs) TH_LOG("consumed");
+	EXPECT_EQ(0x1001ULL, run->s.regs.regs.rbx);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(0x1001ULL, regs.rbx);
+
+	/* An invalid SREGS set (CR0.PG without PE): EINVAL, nothing ran. */
+	run->s.regs.sregs.cr0 = 0x80000010;
+	run->kvm_dirty_regs = KVM_SYNC_X86_SREGS;
+	errno = 0;
+	r = ioctl(self->vcpu.fd, KVM_RUN, 0);
+	EXPECT_EQ(-1, r);
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ((__u64)KVM_SYNC_X86_SREGS, run->kvm_dirty_regs) TH_LOG("not consumed");
+	/* ... and an invalid event (exception vector 255). */
+	run->kvm_dirty_regs = KVM_SYNC_X86_EVENTS;
+	run->s.regs.events.exception.injected = 1;
+	run->s.regs.events.exception.nr = 255;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_RUN, 0));
+	EXPECT_EQ(EINVAL, errno);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(0x1001ULL, regs.rbx) TH_LOG("the guest did not run");
+
+	/* Without valid bits s.regs is not written. */
+	run->kvm_dirty_regs = 0;
+	run->kvm_valid_regs = 0;
+	run->s.regs.regs.rbx = 0xaaaa;
+	run_expect_io(_metadata, &self->vcpu, KVM_EXIT_IO_OUT, 1, SR_PORT);
+	EXPECT_EQ(0xaaaaULL, run->s.regs.regs.rbx);
+	get_regs(_metadata, &self->vcpu, &regs);
+	EXPECT_EQ(0x1002ULL, regs.rbx);
 }
 
 TEST_HARNESS_MAIN

@@ -133,6 +133,13 @@ pub(crate) const KVM_SIGNAL_MSI: u32 = _IOW::<KvmMsi>(KVMIO, 0xa5);
 /// `KVM_IRQFD` (VM fd): an eventfd that raises a GSI; needs an in-kernel
 /// irqchip (rkvm: split, so the GSI's MSI route).
 pub(crate) const KVM_IRQFD: u32 = _IOW::<KvmIrqfd>(KVMIO, 0x76);
+/// `KVM_SYNC_X86_*`: the register sets `kvm_run.s.regs` carries.
+pub(crate) mod sync_regs {
+    pub(crate) const REGS: u64 = 1;
+    pub(crate) const SREGS: u64 = 2;
+    pub(crate) const EVENTS: u64 = 4;
+    pub(crate) const VALID: u64 = REGS | SREGS | EVENTS;
+}
 /// `KVM_IRQFD_FLAG_*`.
 pub(crate) mod irqfd_flag {
     pub(crate) const DEASSIGN: u32 = 1;
@@ -189,6 +196,7 @@ mod cap {
     pub(super) const SET_BOOT_CPU_ID: usize = 34;
     pub(super) const VCPU_ATTRIBUTES: usize = 127;
     pub(super) const COALESCED_MMIO: usize = 15;
+    pub(super) const SYNC_REGS: usize = 74;
     pub(super) const COALESCED_PIO: usize = 162;
     pub(super) const ENABLE_CAP: usize = 54;
     pub(super) const ENABLE_CAP_VM: usize = 98;
@@ -338,6 +346,8 @@ pub(crate) fn check_extension(c: usize) -> isize {
         cap::X2APIC_API => X2APIC_API_VALID as isize,
         // The flags `KVM_GET_CLOCK` can return and `KVM_SET_CLOCK` takes.
         cap::DISABLE_QUIRKS => 1,
+        // The register sets `kvm_run.s.regs` carries (`KVM_SYNC_X86_*`).
+        cap::SYNC_REGS => sync_regs::VALID as isize,
         // The ring's page offset in the vCPU mmap.
         cap::COALESCED_MMIO => crate::coalesced::ring::PAGE_OFFSET as isize,
         cap::DISABLE_QUIRKS2 => quirks::SUPPORTED as isize,

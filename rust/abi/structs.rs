@@ -383,6 +383,13 @@ pub(crate) struct KvmIrqRoutingEntry {
 
 pub(crate) mod kvm_run {
     pub(crate) const REQUEST_INTERRUPT_WINDOW: usize = 0;
+    /// `kvm_valid_regs`, `kvm_dirty_regs` and the register sets of
+    /// `s.regs` (`KVM_CAP_SYNC_REGS`).
+    pub(crate) const VALID_REGS: usize = 288;
+    pub(crate) const DIRTY_REGS: usize = 296;
+    pub(crate) const SYNC_REGS: usize = 304;
+    pub(crate) const SYNC_SREGS: usize = 448;
+    pub(crate) const SYNC_EVENTS: usize = 760;
     pub(crate) const IMMEDIATE_EXIT: usize = 1;
     pub(crate) const EXIT_REASON: usize = 8;
     pub(crate) const READY_FOR_INTERRUPT_INJECTION: usize = 12;

@@ -138,6 +138,11 @@ fn offset(s: &str, f: &str) -> Option<usize> {
             use crate::structs::kvm_run::*;
             Some(match f {
                 "request_interrupt_window" => REQUEST_INTERRUPT_WINDOW,
+                "kvm_valid_regs" => VALID_REGS,
+                "kvm_dirty_regs" => DIRTY_REGS,
+                "s.regs.regs" => SYNC_REGS,
+                "s.regs.sregs" => SYNC_SREGS,
+                "s.regs.events" => SYNC_EVENTS,
                 "immediate_exit" => IMMEDIATE_EXIT,
                 "exit_reason" => EXIT_REASON,
                 "ready_for_interrupt_injection" => READY_FOR_INTERRUPT_INJECTION,
