@@ -112,6 +112,10 @@ struct State {
     pending_event: Option<Event>,
     /// I/O that user space is serving; completed by the next `KVM_RUN`.
     pending: Pending,
+    /// Set in the VMX window when a guest RDMSR/WRMSR was refused for a
+    /// reason user space handles (`x86::msr_filter::reason`); the exit
+    /// handler outside the window takes it (0: none).
+    user_msr: u32,
     /// The vCPU has entered the guest at least once.
     ran: bool,
     /// An external interrupt queued by `KVM_INTERRUPT`, injected as soon as
@@ -141,6 +145,22 @@ struct State {
     /// and #DB intercepted, and every instruction ends in
     /// `KVM_EXIT_DEBUG`.
     single_step: bool,
+    /// `KVM_GUESTDBG_USE_SW_BP`: #BP is intercepted and ends `KVM_RUN`
+    /// with `KVM_EXIT_DEBUG`.
+    sw_bp: bool,
+    /// `KVM_GUESTDBG_USE_HW_BP`: the debugger's DR0-DR3 and DR7, which the
+    /// CPU holds while the guest runs instead of the guest's own (`debug`,
+    /// which MOV DR and `KVM_GET/SET_DEBUGREGS` still see); #DB exits.
+    hw_bp: Option<([u64; 4], u64)>,
+    /// `KVM_GUESTDBG_BLOCKIRQ`: no interrupt or NMI is injected.
+    block_irq: bool,
+    /// The length of the instruction whose #BP last exited (KVM's
+    /// `event_exit_inst_len`): `KVM_GUESTDBG_INJECT_BP` injects #BP as
+    /// that instruction's.
+    bp_insn_len: u32,
+    /// A guest MOV DR found the debugger's DR7.GD set in the window: the
+    /// exit handler ends `KVM_RUN` with `KVM_EXIT_DEBUG` (DR6.BD).
+    dr_gd_exit: bool,
     /// rkvm completed a guest instruction itself (emulated or skipped it)
     /// since the last check; with `single_step`, that ends a step too.
     stepped: bool,
@@ -189,6 +209,9 @@ enum Pending {
     Ins(run::StringIo),
     /// An MMIO load into a register.
     MmioLoad(Insn),
+    /// A RDMSR (into EDX:EAX) or WRMSR of `insn_len` bytes user space
+    /// handles (`KVM_EXIT_X86_RDMSR`/`WRMSR`).
+    Msr { write: bool, insn_len: u8 },
 }
 
 const SEG_CS: usize = 0;
@@ -242,6 +265,7 @@ impl State {
             interruptibility: 0,
             pending_event: None,
             pending: Pending::None,
+            user_msr: 0,
             ran: false,
             irq: None,
             nmi: false,
@@ -253,6 +277,11 @@ impl State {
             roots: crate::mmu::shadow::Roots::new(),
             last_unprotect: None,
             single_step: false,
+            sw_bp: false,
+            hw_bp: None,
+            block_irq: false,
+            bp_insn_len: 0,
+            dr_gd_exit: false,
             stepped: false,
             clock: ClockState::default(),
             apic_window: false,
@@ -709,7 +738,7 @@ impl fd::FdObject for VcpuFd {
                 let dbg = user(size_of::<abi::KvmGuestDebug>())
                     .reader()
                     .read::<abi::KvmGuestDebug>()?;
-                set_guest_debug(&mut vcpu.state.lock(), dbg.control)?;
+                set_guest_debug(&mut vcpu.state.lock(), &dbg)?;
             }
             abi::KVM_GET_VCPU_EVENTS => {
                 let ev = run::get_events(&vcpu.state.lock());
@@ -878,22 +907,36 @@ fn set_mp_state(vcpu: &Vcpu, mp: u32) -> Result {
 }
 
 /// `KVM_SET_GUEST_DEBUG` (KVM's `kvm_arch_vcpu_ioctl_set_guest_debug()`):
-/// flags KVM does not know are ignored, as KVM ignores them; without
-/// ENABLE everything is off. rkvm implements single-stepping only:
-/// software and hardware breakpoints and event injection (USE_SW_BP,
-/// USE_HW_BP, INJECT_DB, INJECT_BP, BLOCKIRQ) are refused with EINVAL,
-/// which is also why KVM_CAP_SET_GUEST_DEBUG is not reported.
-fn set_guest_debug(st: &mut State, control: u32) -> Result {
+/// INJECT_DB/INJECT_BP queue #DB/#BP whether or not ENABLE is set (EBUSY
+/// while an exception is already queued); without ENABLE everything else
+/// is off; flags KVM does not know are ignored, as KVM ignores them.
+/// SINGLESTEP, USE_SW_BP, USE_HW_BP (the debugger's DR0-DR3 and DR7) and
+/// BLOCKIRQ take effect from the next entry.
+fn set_guest_debug(st: &mut State, dbg: &abi::KvmGuestDebug) -> Result {
     use abi::guestdbg::*;
-    let control = if control & ENABLE != 0 {
-        control & VALID
+    if dbg.control & (INJECT_DB | INJECT_BP) != 0 {
+        if st.pending_event.is_some() {
+            return Err(EBUSY);
+        }
+        run::queue_debug_exception(st, dbg.control & INJECT_DB != 0);
+    }
+    let control = if dbg.control & ENABLE != 0 {
+        dbg.control & VALID
     } else {
         0
     };
-    if control & !(ENABLE | SINGLESTEP) != 0 {
-        return Err(EINVAL);
-    }
     st.single_step = control & SINGLESTEP != 0;
+    st.sw_bp = control & USE_SW_BP != 0;
+    st.hw_bp = (control & USE_HW_BP != 0).then(|| {
+        let r = &dbg.debugreg;
+        // Reserved bits as the guest's own DR7 has them (bit 10 set,
+        // 63:32 clear), so VM entry takes it.
+        (
+            [r[0], r[1], r[2], r[3]],
+            debugreg::guest_dr7(r[7] & 0xffff_ffff),
+        )
+    });
+    st.block_irq = control & BLOCKIRQ != 0;
     st.stepped = false;
     Ok(())
 }

@@ -58,7 +58,10 @@ use crate::{
         VcpuFd, //
     },
     vmx::caps::VmxCaps,
-    x86::lapic,
+    x86::{
+        lapic,
+        msr_filter, //
+    },
 };
 
 static VM_FOPS: fd::Fops = fd::fops::<Vm>(None);
@@ -184,6 +187,15 @@ pub(crate) struct Vm {
     /// `KVM_CAP_MSR_PLATFORM_INFO`: the guest may read MSR_PLATFORM_INFO
     /// (true by default, as KVM).
     platform_info_readable: AtomicBool,
+    /// `KVM_CAP_X86_USER_SPACE_MSR`: the `msr_filter::reason` bits whose
+    /// failed guest RDMSR/WRMSR exit to user space instead of raising #GP.
+    user_space_msr: AtomicU32,
+    /// `KVM_X86_SET_MSR_FILTER`'s filter (`None`: every access allowed).
+    /// A leaf lock, taken in the VMX window on a guest RDMSR/WRMSR; a new
+    /// filter replaces the old one under it, so each access sees one
+    /// whole filter, and the old one is freed after the lock is dropped.
+    #[pin]
+    msr_filter: SpinLock<Option<MsrFilter>>,
     /// The MSI routes of `KVM_SET_GSI_ROUTING` and the I/O APIC pins user
     /// space reserved (a leaf lock but for the vCPUs' `apic` locks, taken
     /// under it).
@@ -200,6 +212,13 @@ struct Routing {
     pins: u32,
     /// (gsi, address, data) of each MSI route.
     msi: KVec<(u32, u64, u32)>,
+}
+
+/// A copy of the `struct kvm_msr_filter` user space set (KVM's
+/// `kvm_x86_msr_filter`): its default and the ranges that have MSRs.
+pub(crate) struct MsrFilter {
+    default_allow: bool,
+    ranges: KVec<msr_filter::Range<KVec<u8>>>,
 }
 
 /// `KVM_CREATE_VM`: `vm_type` must be 0 (the default x86 VM).
@@ -248,6 +267,8 @@ pub(crate) fn create(vm_type: usize) -> Result<isize> {
             max_vcpu_ids: AtomicU32::new(0),
             bsp_vcpu_id: AtomicU32::new(0),
             platform_info_readable: AtomicBool::new(true),
+            user_space_msr: AtomicU32::new(0),
+            msr_filter <- new_spinlock!(None),
             routing <- new_mutex!(Routing::default()),
         }),
         GFP_KERNEL_ACCOUNT,
@@ -821,6 +842,15 @@ impl Vm {
                 }
                 return Ok(());
             }
+            // The failures that exit to user space, any time (KVM).
+            abi::CAP_X86_USER_SPACE_MSR => {
+                if cap.args[0] & !u64::from(msr_filter::reason::VALID) != 0 {
+                    return Err(EINVAL);
+                }
+                self.user_space_msr
+                    .store(cap.args[0] as u32, Ordering::Relaxed);
+                return Ok(());
+            }
             // Whether the guest may read MSR_PLATFORM_INFO (any value).
             abi::CAP_MSR_PLATFORM_INFO => {
                 self.platform_info_readable
@@ -838,6 +868,65 @@ impl Vm {
         let _slots = self.slots.lock();
         self.quirks_disabled.fetch_or(bits, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// Guest MSR accesses user space filters or handles. Model:
+/// `kvm_vm_ioctl_set_msr_filter()` and `kvm_msr_allowed()` in
+/// `arch/x86/kvm/msrs.c`; the rules are `crate::x86::msr_filter`'s.
+impl Vm {
+    /// `KVM_X86_SET_MSR_FILTER`: checks the header and every range
+    /// (EINVAL), copies the bitmaps (EFAULT), then replaces the filter.
+    /// vCPUs see it from their next RDMSR/WRMSR on; rkvm intercepts every
+    /// MSR access, so no pass-through needs recomputing.
+    fn set_msr_filter(&self, f: &abi::KvmMsrFilter) -> Result {
+        msr_filter::filter_valid(f.flags, f.ranges.iter().map(|r| r.nmsrs)).map_err(|_| EINVAL)?;
+        let mut ranges = KVec::new();
+        for r in &f.ranges {
+            let Some(bytes) = msr_filter::range_bytes(r.flags, r.nmsrs).map_err(|_| EINVAL)? else {
+                continue;
+            };
+            let mut bitmap = KVec::from_elem(0u8, bytes, GFP_KERNEL_ACCOUNT)?;
+            UserSlice::new(UserPtr::from_addr(r.bitmap as usize), bytes)
+                .reader()
+                .read_slice(&mut bitmap)?;
+            ranges.push(
+                msr_filter::Range {
+                    flags: r.flags,
+                    base: r.base,
+                    nmsrs: r.nmsrs,
+                    bitmap,
+                },
+                GFP_KERNEL_ACCOUNT,
+            )?;
+        }
+        let new = MsrFilter {
+            default_allow: f.flags & msr_filter::DEFAULT_DENY == 0,
+            ranges,
+        };
+        // The guard is gone at the end of the statement; the old filter
+        // is freed after it.
+        let old = core::mem::replace(&mut *self.msr_filter.lock(), Some(new));
+        drop(old);
+        Ok(())
+    }
+
+    /// Whether the filter lets the guest read (`write` false) or write MSR
+    /// `index`. Called in the VMX window (a spinlock, no allocation).
+    pub(crate) fn msr_allowed(&self, index: u32, write: bool) -> bool {
+        if (0x800..=0x8ff).contains(&index) {
+            return true;
+        }
+        match &*self.msr_filter.lock() {
+            None => true,
+            Some(f) => msr_filter::allowed(f.default_allow, &f.ranges, index, write),
+        }
+    }
+
+    /// Whether a guest MSR access that failed for `reason`
+    /// (`msr_filter::reason`) exits to user space.
+    pub(crate) fn user_space_msr(&self, reason: u32) -> bool {
+        self.user_space_msr.load(Ordering::Relaxed) & reason != 0
     }
 }
 
@@ -1185,6 +1274,13 @@ impl fd::FdObject for Vm {
             }
             abi::KVM_SET_GSI_ROUTING => {
                 this.set_gsi_routing(arg)?;
+                Ok(0)
+            }
+            abi::KVM_X86_SET_MSR_FILTER => {
+                let f = user(size_of::<abi::KvmMsrFilter>())
+                    .reader()
+                    .read::<abi::KvmMsrFilter>()?;
+                this.set_msr_filter(&f)?;
                 Ok(0)
             }
             // KVM's `kvm_arch_vm_ioctl()` answers what it does not know

@@ -631,6 +631,53 @@ asm(GUEST_BEGIN
 extern const char msr16_start[], msr16_end[];
 
 /*
+ * MSR accesses user space handles (KVM_CAP_X86_USER_SPACE_MSR and the MSR
+ * filter), in real mode: RDMSR of an MSR nobody implements (EAX and EDX
+ * to MSR_PORT), WRMSR of it (EDX:EAX = 0x55667788:11223344), RDMSR of STAR,
+ * WRMSR of an invalid PAT (2), RDMSR of PAT (EAX to MSR_PORT), HLT. The #GP
+ * handler writes MSR_GP_MARK to PORT_CON and skips the 2-byte instruction.
+ */
+#define MSR_NOBODY	0x474f4f00
+asm(GUEST_BEGIN
+	".code16\n"
+	".global umsr16_start, umsr16_end\n"
+	"umsr16_start:\n"
+	"	xor %ax, %ax\n"
+	"	mov %ax, %ds\n"
+	"	mov %ax, %ss\n"
+	"	mov $0x8000, %sp\n"
+	"	movw $" AT(umsr16_gp, umsr16_start) ", 52\n"
+	"	movw $0, 54\n"
+	"	mov $" XSTR(MSR_NOBODY) ", %ecx\n"
+	"	rdmsr\n"
+	"	out %eax, $" XSTR(MSR_PORT) "\n"
+	"	mov %edx, %eax\n"
+	"	out %eax, $" XSTR(MSR_PORT) "\n"
+	"	mov $0x11223344, %eax\n"
+	"	mov $0x55667788, %edx\n"
+	"	wrmsr\n"
+	"	mov $0xc0000081, %ecx\n"
+	"	rdmsr\n"
+	"	mov $0x277, %ecx\n"
+	"	mov $2, %eax\n"
+	"	xor %edx, %edx\n"
+	"	wrmsr\n"
+	"	rdmsr\n"
+	"	out %eax, $" XSTR(MSR_PORT) "\n"
+	"	hlt\n"
+	"umsr16_gp:\n"
+	"	push %ax\n"
+	"	mov $" XSTR(MSR_GP_MARK) ", %al\n"
+	"	out %al, $" XSTR(PORT_CON) "\n"
+	"	pop %ax\n"
+	"	mov %sp, %bp\n"
+	"	addw $2, 0(%bp)\n"
+	"	iret\n"
+	"umsr16_end:\n"
+	GUEST_END);
+extern const char umsr16_start[], umsr16_end[];
+
+/*
  * 32-bit paging, exercised by the guest: turns paging on with CR3 = PD_GPA
  * (identity map of the first 2 MiB, and linear ALIAS_LA -> DATA_GPA), then
  *   1. writes through ALIAS_LA and reads the value back through the
@@ -1802,6 +1849,122 @@ TEST_F(run, msr_ioctls_follow_kvm_protocols)
 	errno = 0;
 	EXPECT_EQ(-1, ioctl(self->vcpu.fd, KVM_GET_MSRS, &big));
 	EXPECT_EQ(E2BIG, errno);
+}
+
+/* The next exit is KVM_EXIT_X86_RDMSR/WRMSR of `index` for `reason`. */
+static struct kvm_run *run_expect_msr(struct __test_metadata *_metadata, struct vcpu *vcpu,
+				      __u32 exit, __u32 index, __u32 reason, __u64 data)
+{
+	struct kvm_run *run = vcpu->run;
+
+	run_expect(_metadata, vcpu, exit);
+	EXPECT_EQ(index, run->msr.index);
+	EXPECT_EQ(reason, run->msr.reason);
+	EXPECT_EQ(data, run->msr.data);
+	EXPECT_EQ(0, run->msr.error);
+	return run;
+}
+
+/*
+ * KVM_CAP_X86_USER_SPACE_MSR and KVM_X86_SET_MSR_FILTER: refused guest
+ * RDMSR/WRMSR go to user space for the reasons it enabled (an MSR rkvm does
+ * not know, one the filter denies, an invalid value), with KVM's
+ * kvm_run.msr; user space's data reaches EDX:EAX and its error is #GP. A
+ * reason not enabled stays #GP, the filter never applies to KVM_GET_MSRS,
+ * and bad masks, flags, ranges and bitmaps get KVM's errnos.
+ */
+TEST_F(run, msr_exits_and_filter)
+{
+	__u64 deny = 0;
+	struct kvm_msr_filter f = {
+		.ranges[0] = { .flags = KVM_MSR_FILTER_READ, .nmsrs = 1, .base = 0xc0000081,
+			       .bitmap = (__u8 *)&deny },
+	};
+	struct kvm_msr_filter none = { .flags = KVM_MSR_FILTER_DEFAULT_ALLOW };
+	struct kvm_enable_cap cap = { .cap = KVM_CAP_X86_USER_SPACE_MSR };
+	struct kvm_msr_entry star = { .index = 0xc0000081 };
+	struct kvm_run *run;
+	int pass;
+
+	EXPECT_EQ(1, ioctl(self->vm.dev, KVM_CHECK_EXTENSION, KVM_CAP_X86_USER_SPACE_MSR));
+	EXPECT_EQ(1, ioctl(self->vm.dev, KVM_CHECK_EXTENSION, KVM_CAP_X86_MSR_FILTER));
+
+	/* Bad requests. */
+	cap.args[0] = 8;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_ENABLE_CAP, &cap));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("unknown exit reason");
+	f.flags = 2;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &f));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("unknown filter flag");
+	f.flags = 0;
+	f.ranges[0].flags = 4;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &f));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("unknown range flag");
+	f.ranges[0].flags = 0;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &f));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("a range that filters nothing");
+	f.ranges[0].flags = KVM_MSR_FILTER_READ;
+	f.ranges[0].nmsrs = KVM_MSR_FILTER_MAX_BITMAP_SIZE * 8 + 1;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &f));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("bitmap too large");
+	f.ranges[0].nmsrs = 1;
+	f.ranges[0].bitmap = (__u8 *)8;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &f));
+	EXPECT_EQ(EFAULT, errno) TH_LOG("unreadable bitmap");
+	f.ranges[0].bitmap = (__u8 *)&deny;
+	none.flags = KVM_MSR_FILTER_DEFAULT_DENY;
+	errno = 0;
+	EXPECT_EQ(-1, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &none));
+	EXPECT_EQ(EINVAL, errno) TH_LOG("deny everything with no range");
+	none.flags = KVM_MSR_FILTER_DEFAULT_ALLOW;
+
+	/* Unknown MSRs and the filter's denials to user space, not INVAL. */
+	cap.args[0] = KVM_MSR_EXIT_REASON_UNKNOWN | KVM_MSR_EXIT_REASON_FILTER;
+	ASSERT_EQ(0, ioctl(self->vm.fd, KVM_ENABLE_CAP, &cap)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(0, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &f)) TH_LOG("%s", strerror(errno));
+	ASSERT_EQ(1, rkvm_set_msr(self->vcpu.fd, 0xc0000081, 0x0023001000000000ULL));
+	ASSERT_EQ(1, rkvm_msrs(self->vcpu.fd, KVM_GET_MSRS, &star, 1)) TH_LOG("host access filtered");
+	EXPECT_EQ(0x0023001000000000ULL, star.data);
+	load_code(_metadata, &self->vm, CODE_GPA, umsr16_start, umsr16_end);
+	for (pass = 0; pass < 2; pass++) {
+		vcpu_enter(_metadata, &self->vcpu, REAL_MODE, CODE_GPA);
+		run = run_expect_msr(_metadata, &self->vcpu, KVM_EXIT_X86_RDMSR, MSR_NOBODY,
+				     KVM_MSR_EXIT_REASON_UNKNOWN, 0);
+		run->msr.data = 0xaabbccddeeff0011ULL;
+		EXPECT_EQ(0xeeff0011U, io_value(run_expect_io(_metadata, &self->vcpu,
+							      KVM_EXIT_IO_OUT, 4, MSR_PORT), 4));
+		EXPECT_EQ(0xaabbccddU, io_value(run_expect_io(_metadata, &self->vcpu,
+							      KVM_EXIT_IO_OUT, 4, MSR_PORT), 4));
+		run_expect_msr(_metadata, &self->vcpu, KVM_EXIT_X86_WRMSR, MSR_NOBODY,
+			       KVM_MSR_EXIT_REASON_UNKNOWN, 0x5566778811223344ULL);
+		if (pass == 0) {
+			/* STAR's read is filtered; user space refuses it: #GP. */
+			run = run_expect_msr(_metadata, &self->vcpu, KVM_EXIT_X86_RDMSR,
+					     0xc0000081, KVM_MSR_EXIT_REASON_FILTER, 0);
+			run->msr.error = 1;
+			run_expect_mark(_metadata, &self->vcpu, MSR_GP_MARK);
+			/* The invalid PAT: INVAL is not enabled, so #GP. */
+			run_expect_mark(_metadata, &self->vcpu, MSR_GP_MARK);
+			/* Every reason from now on, and no filter. */
+			cap.args[0] = KVM_MSR_EXIT_REASON_VALID_MASK;
+			ASSERT_EQ(0, ioctl(self->vm.fd, KVM_ENABLE_CAP, &cap));
+			ASSERT_EQ(0, ioctl(self->vm.fd, KVM_X86_SET_MSR_FILTER, &none))
+				TH_LOG("%s", strerror(errno));
+		} else {
+			/* The invalid PAT is user space's, which accepts it. */
+			run_expect_msr(_metadata, &self->vcpu, KVM_EXIT_X86_WRMSR, 0x277,
+				       KVM_MSR_EXIT_REASON_INVAL, 2);
+		}
+		EXPECT_EQ(0x00070406U, io_value(run_expect_io(_metadata, &self->vcpu,
+							      KVM_EXIT_IO_OUT, 4, MSR_PORT), 4));
+		run_expect(_metadata, &self->vcpu, KVM_EXIT_HLT);
+	}
 }
 
 /*

@@ -253,6 +253,37 @@ extern const char step16_start[], step16_1[], step16_2[], step16_3[], step16_4[]
 	step16_end[];
 
 /*
+ * Real mode, for a debugger's breakpoints: INT3, NOP, a word store to
+ * DATA_GPA, MOV EAX <- DR0, HLT. The guest's own #BP handler writes 'B'
+ * to PORT.
+ */
+asm(GUEST_BEGIN
+	".code16\n"
+	".global bp16_start, bp16_int3, bp16_nop, bp16_mov_dr, bp16_end\n"
+	"bp16_start:\n"
+	"	xor %ax, %ax\n"
+	"	mov %ax, %ds\n"
+	"	mov %ax, %ss\n"
+	"	mov $0x8000, %sp\n"
+	"	movw $" AT(bp16_handler, bp16_start) ", 12\n"
+	"	movw $0, 14\n"
+	"bp16_int3:\n"
+	"	int3\n"
+	"bp16_nop:\n"
+	"	nop\n"
+	"	movw $0x1234, " XSTR(DATA_GPA) "\n"
+	"bp16_mov_dr:\n"
+	"	mov %dr0, %eax\n"
+	"	hlt\n"
+	"bp16_handler:\n"
+	"	mov $0x42, %al\n"
+	"	out %al, $" XSTR(PORT) "\n"
+	"	iret\n"
+	"bp16_end:\n"
+	GUEST_END);
+extern const char bp16_start[], bp16_int3[], bp16_nop[], bp16_mov_dr[], bp16_end[];
+
+/*
  * Real mode, kvmclock: registers its pvclock page (guest WRMSR of
  * MSR_KVM_SYSTEM_TIME_NEW) and wall clock, then reports the TSC (low, high
  * half) forever.
@@ -1210,12 +1241,85 @@ TEST_F(state, single_step_stops_after_every_instruction)
 	/* Flags KVM does not know are ignored, as KVM does. */
 	dbg.control = KVM_GUESTDBG_ENABLE | 0x80000000;
 	EXPECT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
-	/* rkvm refuses what it does not implement (breakpoints). */
-	if (rkvm_dev_is_rkvm()) {
-		dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP;
-		EXPECT_ERRNO(EINVAL, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
-	}
 	EXPECT_ERRNO(EFAULT, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, (void *)8));
+}
+
+/* The next exit is KVM_EXIT_DEBUG for `exception` at guest address `at`. */
+static void expect_debug(struct __test_metadata *_metadata, FIXTURE_DATA(state) *self,
+			 __u32 exception, const char *at, const char *name)
+{
+	char why[96];
+
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_RUN, 0)) TH_LOG("KVM_RUN: %s", strerror(errno));
+	ASSERT_EQ((__u32)KVM_EXIT_DEBUG, self->run->exit_reason)
+		TH_LOG("%s: got %s", name, exit_str(self->run, why, sizeof(why)));
+	EXPECT_EQ(exception, self->run->debug.arch.exception) TH_LOG("%s", name);
+	EXPECT_EQ((__u64)(CODE_GPA + (at - bp16_start)), self->run->debug.arch.pc) TH_LOG("%s", name);
+}
+
+/*
+ * A debugger's breakpoints (KVM_SET_GUEST_DEBUG): INT3 exits with RIP at
+ * it; INJECT_BP hands the #BP to the guest (EBUSY while one is queued);
+ * DR0-DR3 and DR7 of USE_HW_BP are the debugger's, not the guest's, for
+ * instruction breakpoints (fault), data breakpoints (trap) and general
+ * detect (MOV DR exits, RIP at it), each with KVM's DR6.
+ */
+TEST_F(state, breakpoints_for_a_debugger)
+{
+	struct kvm_guest_debug dbg = {
+		.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_SW_BP,
+	};
+	struct kvm_debugregs dr;
+	struct kvm_regs regs;
+
+	EXPECT_EQ(1, ioctl(self->dev, KVM_CHECK_EXTENSION, KVM_CAP_SET_GUEST_DEBUG));
+	load(_metadata, self->mem, bp16_start, bp16_end);
+	enter(_metadata, self->vcpu, false, 0);
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg)) TH_LOG("%s", strerror(errno));
+	expect_debug(_metadata, self, 3, bp16_int3, "INT3");
+
+	/* The guest's own handler takes it, after the INT3. */
+	dbg.control = KVM_GUESTDBG_INJECT_BP;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg)) TH_LOG("%s", strerror(errno));
+	dbg.control = KVM_GUESTDBG_INJECT_DB;
+	EXPECT_ERRNO(EBUSY, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
+	EXPECT_EQ((__u32)'B', run_out(_metadata, self->vcpu, self->run, 1));
+
+	/* An instruction breakpoint in DR0 (G0): before the NOP, B0. */
+	dbg.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP;
+	dbg.arch.debugreg[0] = CODE_GPA + (bp16_nop - bp16_start);
+	dbg.arch.debugreg[7] = 0x402;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg)) TH_LOG("%s", strerror(errno));
+	expect_debug(_metadata, self, 1, bp16_nop, "DR0 execute");
+	EXPECT_EQ(0xffff0ff1ULL, self->run->debug.arch.dr6);
+	EXPECT_EQ(0x402ULL, self->run->debug.arch.dr7);
+	/* The guest's debug registers are its own. */
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_DEBUGREGS, &dr));
+	EXPECT_EQ(0ULL, dr.db[0]);
+	EXPECT_EQ(0x400ULL, dr.dr7);
+
+	/* A write breakpoint on DATA_GPA in DR1 (G1, RW1 = 01): after it. */
+	dbg.arch.debugreg[0] = 0;
+	dbg.arch.debugreg[1] = DATA_GPA;
+	dbg.arch.debugreg[7] = 0x400 | 1 << 3 | 1 << 20;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
+	expect_debug(_metadata, self, 1, bp16_mov_dr, "DR1 write");
+	EXPECT_EQ(0xffff0ff2ULL, self->run->debug.arch.dr6);
+	EXPECT_EQ(0x1234U, (__u32)*(__u16 *)(self->mem + DATA_GPA));
+
+	/* General detect: the MOV from DR0 exits before it runs, BD. */
+	dbg.arch.debugreg[1] = 0;
+	dbg.arch.debugreg[7] = 0x400 | 1 << 13;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
+	expect_debug(_metadata, self, 1, bp16_mov_dr, "DR7.GD");
+	EXPECT_EQ(0xffff2ff0ULL, self->run->debug.arch.dr6);
+
+	/* Off: the MOV reads the guest's DR0 (0), then HLT. */
+	dbg.control = 0;
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_SET_GUEST_DEBUG, &dbg));
+	run_expect(_metadata, self->vcpu, self->run, KVM_EXIT_HLT);
+	ASSERT_EQ(0, ioctl(self->vcpu, KVM_GET_REGS, &regs));
+	EXPECT_EQ(0ULL, regs.rax & 0xffffffff);
 }
 
 /* ---- MTRRs --------------------------------------------------------------- */

@@ -158,6 +158,8 @@ pub(crate) const KVM_SET_CLOCK: u32 = _IOW::<KvmClockData>(KVMIO, 0x7b);
 pub(crate) const KVM_GET_CLOCK: u32 = _IOR::<KvmClockData>(KVMIO, 0x7c);
 /// `KVM_ENABLE_CAP` (VM fd).
 pub(crate) const KVM_ENABLE_CAP: u32 = _IOW::<KvmEnableCap>(KVMIO, 0xa3);
+/// `KVM_X86_SET_MSR_FILTER` (VM fd).
+pub(crate) const KVM_X86_SET_MSR_FILTER: u32 = _IOW::<KvmMsrFilter>(KVMIO, 0xc6);
 /// `KVM_SET_GUEST_DEBUG` (vCPU fd).
 pub(crate) const KVM_SET_GUEST_DEBUG: u32 = _IOW::<KvmGuestDebug>(KVMIO, 0x9b);
 
@@ -209,6 +211,10 @@ mod cap {
     pub(super) const DISABLE_QUIRKS2: usize = 213;
     pub(super) const SPLIT_IRQCHIP: usize = 121;
     pub(super) const X2APIC_API: usize = 129;
+    pub(super) const SET_GUEST_DEBUG: usize = 23;
+    pub(super) const SET_GUEST_DEBUG2: usize = 195;
+    pub(super) const X86_USER_SPACE_MSR: usize = 188;
+    pub(super) const X86_MSR_FILTER: usize = 189;
 }
 
 /// Capabilities `KVM_ENABLE_CAP` takes besides the quirks.
@@ -218,6 +224,7 @@ pub(crate) const CAP_X2APIC_API: u32 = 129;
 pub(crate) const CAP_MSR_PLATFORM_INFO: u32 = 159;
 pub(crate) const CAP_ENFORCE_PV_FEATURE_CPUID: u32 = 190;
 pub(crate) const CAP_EXIT_ON_EMULATION_FAILURE: u32 = 204;
+pub(crate) const CAP_X86_USER_SPACE_MSR: u32 = 188;
 /// `KVM_X2APIC_API_*` flags: 32-bit x2APIC ids in the APIC state
 /// ioctls, and no x2APIC broadcast for MSIs to id 0xff.
 pub(crate) const X2APIC_API_USE_32BIT_IDS: u64 = 1;
@@ -274,6 +281,11 @@ pub(crate) mod clock_flags {
 pub(crate) mod guestdbg {
     pub(crate) const ENABLE: u32 = 0x1;
     pub(crate) const SINGLESTEP: u32 = 0x2;
+    pub(crate) const USE_SW_BP: u32 = 0x1_0000;
+    pub(crate) const USE_HW_BP: u32 = 0x2_0000;
+    pub(crate) const INJECT_DB: u32 = 0x4_0000;
+    pub(crate) const INJECT_BP: u32 = 0x8_0000;
+    pub(crate) const BLOCKIRQ: u32 = 0x10_0000;
     /// Every flag KVM knows on x86 (`KVM_GUESTDBG_VALID_MASK`): ENABLE,
     /// SINGLESTEP, USE_SW_BP, USE_HW_BP, INJECT_DB, INJECT_BP, BLOCKIRQ.
     pub(crate) const VALID: u32 = 0x3 | 0x1f_0000;
@@ -339,11 +351,20 @@ pub(crate) fn check_extension(c: usize) -> isize {
         // Single steps end after every instruction, including those rkvm
         // completes itself (see `vcpu::run`).
         | cap::X86_ROBUST_SINGLESTEP
+        // Guest RDMSR/WRMSR filtered by user space (`KVM_X86_SET_MSR_FILTER`),
+        // and the failed ones it asks to handle (`KVM_CAP_X86_USER_SPACE_MSR`;
+        // KVM reports 1 for both, not the reason mask).
+        | cap::X86_USER_SPACE_MSR
+        | cap::X86_MSR_FILTER
+        // Single steps, INT3 and DR0-DR3 breakpoints for a debugger.
+        | cap::SET_GUEST_DEBUG
         // An in-kernel local APIC per vCPU, the I/O APIC and PIC in user
         // space (`crate::x86::lapic`).
         | cap::SPLIT_IRQCHIP => 1,
         // The flags `KVM_ENABLE_CAP` takes, as KVM.
         cap::X2APIC_API => X2APIC_API_VALID as isize,
+        // Every `KVM_GUESTDBG_*` flag, as KVM.
+        cap::SET_GUEST_DEBUG2 => guestdbg::VALID as isize,
         // The flags `KVM_GET_CLOCK` can return and `KVM_SET_CLOCK` takes.
         cap::DISABLE_QUIRKS => 1,
         // The register sets `kvm_run.s.regs` carries (`KVM_SYNC_X86_*`).
@@ -408,6 +429,8 @@ abi_struct!(
     KvmIrqRouting = 8,
     KvmIrqRoutingEntry = 48,
     KvmEnableCap = 104,
+    KvmMsrFilterRange = 24,
+    KvmMsrFilter = 392,
 );
 
 /// The user address of the entries that follow a `struct kvm_cpuid2` (or

@@ -357,6 +357,28 @@ pub(crate) struct KvmEnableCap {
     pub(crate) pad: [u8; 64],
 }
 
+/// `struct kvm_msr_filter_range`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmMsrFilterRange {
+    pub(crate) flags: u32,
+    pub(crate) nmsrs: u32,
+    pub(crate) base: u32,
+    pub(crate) pad: u32,
+    /// User address of the bitmap.
+    pub(crate) bitmap: u64,
+}
+
+/// `struct kvm_msr_filter`.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KvmMsrFilter {
+    pub(crate) flags: u32,
+    pub(crate) pad: u32,
+    /// `KVM_MSR_FILTER_MAX_RANGES` of them.
+    pub(crate) ranges: [KvmMsrFilterRange; 16],
+}
+
 /// `struct kvm_irq_routing` (the header before the entries).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
@@ -416,6 +438,13 @@ pub(crate) mod kvm_run {
     pub(crate) const DEBUG_PC: usize = 40;
     pub(crate) const DEBUG_DR6: usize = 48;
     pub(crate) const DEBUG_DR7: usize = 56;
+    /// `kvm_run.msr` (KVM_EXIT_X86_RDMSR/WRMSR): user space's error
+    /// byte, why the access left the kernel, the MSR and the data.
+    pub(crate) const MSR_ERROR: usize = 32;
+    pub(crate) const MSR_PAD: usize = 33;
+    pub(crate) const MSR_REASON: usize = 40;
+    pub(crate) const MSR_INDEX: usize = 44;
+    pub(crate) const MSR_DATA: usize = 48;
 
     pub(crate) const EXIT_UNKNOWN: u32 = 0;
     pub(crate) const EXIT_IO: u32 = 2;
@@ -430,6 +459,9 @@ pub(crate) mod kvm_run {
     /// A level-triggered vector of user space's I/O APIC was EOIed
     /// (split irqchip); `kvm_run.eoi.vector` says which.
     pub(crate) const EXIT_IOAPIC_EOI: u32 = 26;
+    /// A guest RDMSR/WRMSR user space handles (`KVM_CAP_X86_USER_SPACE_MSR`).
+    pub(crate) const EXIT_X86_RDMSR: u32 = 29;
+    pub(crate) const EXIT_X86_WRMSR: u32 = 30;
     pub(crate) const EOI_VECTOR: usize = 32;
     /// `kvm_run.io.direction`.
     pub(crate) const IO_IN: u8 = 0;

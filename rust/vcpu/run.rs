@@ -78,7 +78,7 @@ use crate::{
             Insn,
             Mode, //
         },
-        hypercall, kvmclock, lapic, msr, mtrr, pio,
+        hypercall, kvmclock, lapic, msr, msr_filter, mtrr, pio,
         sregs::{
             cr0,
             efer, //
@@ -116,6 +116,7 @@ pub(super) const EVENT_ERROR_CODE: u32 = 1 << 11;
 pub(super) const EVENT_TYPE_HW_EXCEPTION: u32 = 3 << 8;
 const EVENT_TYPE_EXT_INTR: u32 = 0;
 const EVENT_TYPE_NMI: u32 = 2 << 8;
+const EVENT_TYPE_SW_EXCEPTION: u32 = 6 << 8;
 const NMI_VECTOR: u32 = 2;
 const RFLAGS_IF: u64 = 1 << 9;
 /// RFLAGS.TF: single-step trap after the next instruction.
@@ -129,6 +130,7 @@ const EVENT_TYPE_MASK: u32 = 7 << 8;
 const GP_VECTOR: u32 = 13;
 const DB_VECTOR: u32 = 1;
 const UD_VECTOR: u32 = 6;
+const BP_VECTOR: u32 = 3;
 const MC_VECTOR: u32 = 18;
 /// CR4.DE: DR4/DR5 raise #UD instead of aliasing DR6/DR7.
 const CR4_DE: u64 = 1 << 3;
@@ -556,7 +558,7 @@ fn run_loop(vm: &Vm, vcpu: &Vcpu, st: &mut State, area: &RunArea<'_>) -> Result<
         // I/O user space just served) ends the step before the guest runs
         // another one (KVM's "robust single-step").
         if core::mem::take(&mut st.stepped) && st.single_step {
-            debug_exit(st, area);
+            step_exit(st, area);
             return Ok(0);
         }
         update_clock(vm, st);
@@ -775,7 +777,11 @@ fn prepare_events(
     // after `running` was published, so that an interrupt sent after this
     // check comes with a kick (see `Vm::kick`).
     st.apic_window = false;
-    if let Some(apic) = apic {
+    // `KVM_GUESTDBG_BLOCKIRQ` holds back the APIC's interrupts and NMIs,
+    // and opens no window for them; an interrupt of `KVM_INTERRUPT` is
+    // already injected as far as KVM is concerned, so it still goes in.
+    let blocked = st.block_irq;
+    if let Some(apic) = apic.filter(|_| !blocked) {
         if st.pending_event.is_none() && st.irq.is_none() && !st.nmi {
             let mut a = apic.lock();
             if a.lapic.pending().is_some() {
@@ -800,7 +806,7 @@ fn prepare_events(
     // written only when they change.
     if st.pending_event.is_none() && (st.nmi || st.irq.is_some()) {
         let blocking = w.read(field::GUEST_INTERRUPTIBILITY) as u32;
-        if st.nmi && blocking & (BLOCKING_NMI | BLOCKING_STI_MOV_SS) == 0 {
+        if st.nmi && !blocked && blocking & (BLOCKING_NMI | BLOCKING_STI_MOV_SS) == 0 {
             st.nmi = false;
             stats.inc(VcpuStat::NmiInjections);
             st.pending_event = Some(Event {
@@ -822,7 +828,7 @@ fn prepare_events(
         }
     }
     let mut controls = base_proc;
-    if st.nmi {
+    if st.nmi && !blocked {
         controls |= proc::NMI_WINDOW_EXITING;
     }
     if st.irq.is_some() || want_window || st.apic_window {
@@ -876,9 +882,15 @@ fn load_guest(
         c.entry & !crate::vmx::caps::entry::IA32E_MODE
     };
     w.write(field::ENTRY_CONTROLS, u64::from(entry));
-    // Single-stepping: the trap flag's #DB comes to rkvm.
-    let exceptions = if st.single_step {
+    // Single-stepping (the trap flag's #DB) and the debugger's hardware
+    // breakpoints: #DB comes to rkvm; its software breakpoints: #BP.
+    let exceptions = if st.single_step || st.hw_bp.is_some() {
         exceptions | 1 << DB_VECTOR
+    } else {
+        exceptions
+    };
+    let exceptions = if st.sw_bp {
+        exceptions | 1 << BP_VECTOR
     } else {
         exceptions
     };
@@ -922,7 +934,7 @@ fn load_guest(
     w.write(field::GUEST_GDTR_LIMIT, u64::from(st.gdt.limit));
     w.write(field::GUEST_IDTR_BASE, st.idt.base);
     w.write(field::GUEST_IDTR_LIMIT, u64::from(st.idt.limit));
-    w.write(field::GUEST_DR7, st.debug.dr7);
+    w.write(field::GUEST_DR7, eff_dr7(st));
     w.write(field::GUEST_RSP, st.regs.rsp);
     w.write(field::GUEST_RIP, st.regs.rip);
     let tf = if st.single_step { RFLAGS_TF } else { 0 };
@@ -994,8 +1006,30 @@ fn load_lazy_state(w: &mut Window<'_>, st: &State) {
     if st.efer & (efer::SCE | efer::LME) != 0 {
         w.load_syscall_msrs(&st.msrs.syscall());
     }
-    if st.debug.dr7 & debugreg::DR7_BP_ENABLED != 0 {
-        w.load_guest_debug(&st.debug.db, st.debug.dr6);
+    if eff_dr7(st) & debugreg::DR7_BP_ENABLED != 0 {
+        let db = st.hw_bp.as_ref().map_or(&st.debug.db, |(db, _)| db);
+        w.load_guest_debug(db, st.debug.dr6);
+    }
+}
+
+/// The DR7 the CPU holds while the guest runs: the debugger's with
+/// `KVM_GUESTDBG_USE_HW_BP` (KVM's `kvm_update_dr7()`), else the guest's.
+fn eff_dr7(st: &State) -> u64 {
+    st.hw_bp.map_or(st.debug.dr7, |(_, dr7)| dr7)
+}
+
+/// `KVM_GUESTDBG_INJECT_DB`/`INJECT_BP`: queues #DB, or #BP as a software
+/// exception of the instruction whose #BP last exited (at least 1 byte,
+/// which VM entry requires), as KVM's `kvm_queue_exception()`.
+pub(super) fn queue_debug_exception(st: &mut State, db: bool) {
+    if db {
+        inject_exception(st, DB_VECTOR);
+    } else {
+        st.pending_event = Some(Event {
+            info: EVENT_VALID | EVENT_TYPE_SW_EXCEPTION | BP_VECTOR,
+            error_code: 0,
+            insn_len: st.bp_insn_len.max(1),
+        });
     }
 }
 
@@ -1044,14 +1078,7 @@ fn handle_fast(
     apic: Option<&SpinLock<Apic>>,
 ) -> Fast {
     match e.reason.basic() {
-        // The APIC's MSRs and IA32_APIC_BASE are handled outside the
-        // window: they may send IPIs, which kick other CPUs.
-        reason::RDMSR | reason::WRMSR
-            if apic.is_some()
-                && (is_x2apic_msr(g[RCX] as u32) || g[RCX] as u32 == msr::index::APIC_BASE) =>
-        {
-            Fast::Leave
-        }
+        reason::RDMSR | reason::WRMSR => handle_msr(w, st, g, e, vm, apic.is_some()),
         reason::EXCEPTION_NMI if e.intr_info & EVENT_TYPE_MASK == EVENT_TYPE_NMI => {
             w.reraise_nmi();
             Fast::Resume
@@ -1111,41 +1138,105 @@ fn handle_fast(
         // nobody queued an interrupt for is user space's.
         reason::NMI_WINDOW => Fast::Resume,
         reason::INTERRUPT_WINDOW if st.irq.is_some() || st.apic_window => Fast::Resume,
-        reason::RDMSR | reason::WRMSR => {
-            let index = g[RCX] as u32;
-            let ok = if e.reason.basic() == reason::RDMSR {
-                match read_msr(w, st, vm, index) {
-                    Some(v) => {
-                        g[RAX] = v & 0xffff_ffff;
-                        g[RDX] = v >> 32;
-                        true
-                    }
-                    None => false,
-                }
-            } else {
-                write_msr(w, st, vm, index, (g[RDX] << 32) | (g[RAX] & 0xffff_ffff))
-            };
-            if ok {
-                skip_in_window(w, e.insn_len);
-                // The kvmclock structures are written outside the window,
-                // before the guest runs again.
-                if st.clock.time_pending || st.clock.wall_pending {
-                    return Fast::Reopen;
-                }
-                if e.reason.basic() == reason::WRMSR
-                    && index == msr::index::EFER
-                    && st.cr0 & cr0::PG != 0
-                {
-                    return switch_root(w, st, vm);
-                }
-            } else {
-                let protected = w.read(field::CR0_READ_SHADOW) & cr0::PE != 0;
-                inject_gp(st, protected);
-            }
-            Fast::Resume
-        }
         _ => Fast::Leave,
     }
+}
+
+/// A guest RDMSR or WRMSR in the window. The filter comes first (KVM's
+/// `kvm_msr_allowed()`); the APIC's MSRs and IA32_APIC_BASE are handled
+/// outside the window when the APIC is in the kernel (they may send IPIs,
+/// which kick other CPUs); a refused access goes to user space if it asked
+/// for that reason, else is #GP.
+fn handle_msr(
+    w: &mut Window<'_>,
+    st: &mut State,
+    g: &mut [u64; 16],
+    e: &ExitInfo,
+    vm: &Vm,
+    has_apic: bool,
+) -> Fast {
+    let index = g[RCX] as u32;
+    let write = e.reason.basic() == reason::WRMSR;
+    if !vm.msr_allowed(index, write) {
+        return msr_refused(w, st, vm, msr_filter::reason::FILTER);
+    }
+    if has_apic && (is_x2apic_msr(index) || index == msr::index::APIC_BASE) {
+        return Fast::Leave;
+    }
+    let ok = if write {
+        write_msr(w, st, vm, index, (g[RDX] << 32) | (g[RAX] & 0xffff_ffff))
+    } else {
+        match read_msr(w, st, vm, index) {
+            Some(v) => {
+                g[RAX] = v & 0xffff_ffff;
+                g[RDX] = v >> 32;
+                true
+            }
+            None => false,
+        }
+    };
+    if !ok {
+        // KVM's KVM_MSR_RET_UNSUPPORTED: an MSR it has no case for (the
+        // x2APIC range is always one, APIC in the kernel or not).
+        let known = is_x2apic_msr(index) || get_msr(st, index, true).is_some();
+        let why = if known {
+            msr_filter::reason::INVAL
+        } else {
+            msr_filter::reason::UNKNOWN
+        };
+        return msr_refused(w, st, vm, why);
+    }
+    skip_in_window(w, e.insn_len);
+    // The kvmclock structures are written outside the window, before the
+    // guest runs again.
+    if st.clock.time_pending || st.clock.wall_pending {
+        return Fast::Reopen;
+    }
+    if write && index == msr::index::EFER && st.cr0 & cr0::PG != 0 {
+        return switch_root(w, st, vm);
+    }
+    Fast::Resume
+}
+
+/// A guest MSR access refused for `why` (`msr_filter::reason`): to user
+/// space (`user_msr_exit`, once out of the window) or #GP.
+fn msr_refused(w: &Window<'_>, st: &mut State, vm: &Vm, why: u32) -> Fast {
+    if vm.user_space_msr(why) {
+        st.user_msr = why;
+        return Fast::Leave;
+    }
+    let protected = w.read(field::CR0_READ_SHADOW) & cr0::PE != 0;
+    inject_gp(st, protected);
+    Fast::Resume
+}
+
+/// `KVM_EXIT_X86_RDMSR`/`WRMSR` for the access `e` refused for `why` (KVM's
+/// `kvm_msr_user_space()`): user space fills in `msr.data` (reads) or
+/// `msr.error`, and the next `KVM_RUN` completes the instruction
+/// (`complete_pending`).
+fn user_msr_exit(st: &mut State, area: &RunArea<'_>, e: &ExitInfo, why: u32) -> Step {
+    let write = e.reason.basic() == reason::WRMSR;
+    let index = st.regs.rcx as u32;
+    let data = if write {
+        (st.regs.rdx << 32) | (st.regs.rax & 0xffff_ffff)
+    } else {
+        0
+    };
+    area.write(kr::MSR_ERROR, &[0u8]);
+    area.write(kr::MSR_PAD, &[0u8; 7]);
+    area.write(kr::MSR_REASON, &why.to_ne_bytes());
+    area.write(kr::MSR_INDEX, &index.to_ne_bytes());
+    area.write(kr::MSR_DATA, &data.to_ne_bytes());
+    area.set_exit(if write {
+        kr::EXIT_X86_WRMSR
+    } else {
+        kr::EXIT_X86_RDMSR
+    });
+    st.pending = Pending::Msr {
+        write,
+        insn_len: e.insn_len as u8,
+    };
+    Step::ToUser
 }
 
 /// The host TSC.
@@ -1401,6 +1492,12 @@ fn handle_dr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
         inject_exception(st, UD_VECTOR);
         return Fast::Resume;
     };
+    // The debugger's general-detect breakpoint is its own (KVM's
+    // `handle_dr()`): the exit handler reports it, RIP at the MOV.
+    if st.hw_bp.is_some_and(|(_, dr7)| dr7 & debugreg::DR7_GD != 0) {
+        st.dr_gd_exit = true;
+        return Fast::Leave;
+    }
     if st.debug.dr7 & debugreg::DR7_GD != 0 {
         // A fault: RIP stays; delivery clears GD.
         st.debug.dr6 = w.guest_dr6().unwrap_or(st.debug.dr6) | debugreg::DR6_BD;
@@ -1439,7 +1536,10 @@ fn handle_dr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
         match dr {
             0..=3 => {
                 st.debug.db[usize::from(dr)] = v;
-                w.write_guest_dr(dr, v);
+                // The CPU holds the debugger's DR0-DR3 under USE_HW_BP.
+                if st.hw_bp.is_none() {
+                    w.write_guest_dr(dr, v);
+                }
             }
             _ if !debugreg::dr_valid(v) => {
                 inject_gp(st, true);
@@ -1451,8 +1551,10 @@ fn handle_dr(w: &mut Window<'_>, st: &mut State, g: &mut [u64; 16], e: &ExitInfo
             }
             _ => {
                 st.debug.dr7 = debugreg::guest_dr7(v);
-                w.write(field::GUEST_DR7, st.debug.dr7);
-                load_lazy_state(w, st);
+                if st.hw_bp.is_none() {
+                    w.write(field::GUEST_DR7, st.debug.dr7);
+                    load_lazy_state(w, st);
+                }
             }
         }
     }
@@ -1666,22 +1768,44 @@ fn handle_slow(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Res
             area.set_exit(kr::EXIT_HLT);
             Ok(Step::ToUser)
         }
-        reason::RDMSR | reason::WRMSR => apic_msr(vm, st, area, e),
+        reason::RDMSR | reason::WRMSR => match core::mem::take(&mut st.user_msr) {
+            0 => apic_msr(vm, st, area, e),
+            why => Ok(user_msr_exit(st, area, e, why)),
+        },
         reason::EXCEPTION_NMI if e.intr_info & 0xff == PF_VECTOR => {
             paging::handle_page_fault(vm, st, area, e)
         }
         reason::IO_INSTRUCTION => handle_io(vm, st, area, e),
-        // Intercepted only while single-stepping: a trap-flag #DB (DR6.BS
-        // in the qualification) is the step; any other (a breakpoint of
-        // the guest's own) goes back to the guest with its DR6 bits.
+        // Intercepted only for a debugger (KVM's `handle_exception_nmi()`):
+        // with its breakpoints every #DB is its (DR6 from the
+        // qualification); while only single-stepping, a trap-flag #DB
+        // (DR6.BS) is the step and any other (a breakpoint of the guest's
+        // own) goes back to the guest with its DR6 bits.
         reason::EXCEPTION_NMI if e.intr_info & 0xff == DB_VECTOR => {
-            if st.single_step && e.qualification & DR6_BS != 0 {
-                debug_exit(st, area);
+            if st.hw_bp.is_some() || (st.single_step && e.qualification & DR6_BS != 0) {
+                let dr6 = debugreg::DR6_RESET | (e.qualification & DR6_HIT_BITS);
+                debug_exit(st, area, DB_VECTOR, Some(dr6));
                 return Ok(Step::ToUser);
             }
             st.debug.dr6 = debugreg::DR6_RESET | (e.qualification & DR6_HIT_BITS);
             inject_exception(st, DB_VECTOR);
             Ok(Step::Continue)
+        }
+        // Intercepted only with USE_SW_BP: the debugger's INT3, RIP still
+        // at it (KVM leaves `debug.arch.dr6`/`dr7` as they were).
+        reason::EXCEPTION_NMI if e.intr_info & 0xff == BP_VECTOR => {
+            st.bp_insn_len = e.insn_len as u32;
+            debug_exit(st, area, BP_VECTOR, None);
+            Ok(Step::ToUser)
+        }
+        reason::DR_ACCESS if core::mem::take(&mut st.dr_gd_exit) => {
+            debug_exit(
+                st,
+                area,
+                DB_VECTOR,
+                Some(debugreg::DR6_RESET | debugreg::DR6_BD),
+            );
+            Ok(Step::ToUser)
         }
         reason::EPT_VIOLATION => handle_ept_violation(vm, st, area, e),
         _ => {
@@ -1694,15 +1818,22 @@ fn handle_slow(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Res
     }
 }
 
-/// `KVM_EXIT_DEBUG` for a completed single step, as KVM reports one: #DB,
-/// the linear RIP, DR6 with BS set, the guest's DR7.
-fn debug_exit(st: &State, area: &RunArea<'_>) {
+/// `KVM_EXIT_DEBUG` as KVM reports one: the exception, the linear RIP,
+/// and for #DB its DR6 and the DR7 the CPU held.
+fn debug_exit(st: &State, area: &RunArea<'_>, exception: u32, dr6: Option<u64>) {
     area.set_exit(kr::EXIT_DEBUG);
-    area.write(kr::DEBUG_EXCEPTION, &DB_VECTOR.to_ne_bytes());
+    area.write(kr::DEBUG_EXCEPTION, &exception.to_ne_bytes());
     let pc = st.segs[SEG_CS].base.wrapping_add(st.regs.rip);
     area.write(kr::DEBUG_PC, &pc.to_ne_bytes());
-    area.write(kr::DEBUG_DR6, &(debugreg::DR6_RESET | DR6_BS).to_ne_bytes());
-    area.write(kr::DEBUG_DR7, &st.debug.dr7.to_ne_bytes());
+    if let Some(dr6) = dr6 {
+        area.write(kr::DEBUG_DR6, &dr6.to_ne_bytes());
+        area.write(kr::DEBUG_DR7, &eff_dr7(st).to_ne_bytes());
+    }
+}
+
+/// `KVM_EXIT_DEBUG` for a completed single step: DR6 with BS set.
+fn step_exit(st: &State, area: &RunArea<'_>) {
+    debug_exit(st, area, DB_VECTOR, Some(debugreg::DR6_RESET | DR6_BS));
 }
 
 /// Writes the kvmclock structures the guest is owed (see `ClockState`),
@@ -2074,6 +2205,25 @@ fn complete_pending(vm: &Vm, st: &mut State, area: &RunArea<'_>) -> Result {
             s.advance(st, RDI);
         }
         Pending::MmioLoad(insn) => complete_mmio_load(st, area, &insn),
+        // KVM's `complete_fast_rdmsr()`/`complete_fast_msr_access()`: an
+        // error is #GP; else a read loads EDX:EAX, and the instruction is
+        // done.
+        Pending::Msr { write, insn_len } => {
+            let mut error = [0u8];
+            area.read(kr::MSR_ERROR, &mut error);
+            if error[0] != 0 {
+                inject_gp(st, st.cr0 & cr0::PE != 0);
+                return Ok(());
+            }
+            if !write {
+                let mut data = [0u8; 8];
+                area.read(kr::MSR_DATA, &mut data);
+                let v = u64::from_ne_bytes(data);
+                set_reg(st, RAX, v & 0xffff_ffff);
+                set_reg(st, RDX, v >> 32);
+            }
+            skip(st, u64::from(insn_len));
+        }
     }
     Ok(())
 }
@@ -2211,22 +2361,20 @@ fn apic_events(vcpu: &Vcpu, st: &mut State) -> bool {
 }
 
 /// A guest RDMSR or WRMSR of an x2APIC register or IA32_APIC_BASE with an
-/// in-kernel APIC (left the window in `handle_fast`). #GP for what the
-/// APIC refuses.
+/// in-kernel APIC (left the window in `handle_msr`). What the APIC
+/// refuses is #GP or user space's (`apic_msr_refused`).
 fn apic_msr(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result<Step> {
     let vcpu = area.vcpu;
     let index = st.regs.rcx as u32;
     let write = e.reason.basic() == reason::WRMSR;
     let value = (st.regs.rdx << 32) | (st.regs.rax & 0xffff_ffff);
-    let protected = st.cr0 & cr0::PE != 0;
     if index == msr::index::APIC_BASE {
         if write {
             let cpu = cpuid::guest_cpu(&st.cpuid);
             if !cpu.apic_base_valid(value)
                 || !lapic::base_change_valid(st.apic_base, value, cpu.x2apic)
             {
-                inject_gp(st, protected);
-                return Ok(Step::Continue);
+                return apic_msr_refused(vm, st, area, e);
             }
             st.apic_base = value;
             vcpu.apic_base_changed(value);
@@ -2255,11 +2403,18 @@ fn apic_msr(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result
             skip(st, e.insn_len);
             Ok(apic_effect(vm, area, effect))
         }
-        Err(lapic::Invalid) => {
-            inject_gp(st, protected);
-            Ok(Step::Continue)
-        }
+        Err(lapic::Invalid) => apic_msr_refused(vm, st, area, e),
     }
+}
+
+/// An APIC MSR access the APIC refused: user space's if it asked for
+/// KVM_MSR_EXIT_REASON_INVAL, else #GP.
+fn apic_msr_refused(vm: &Vm, st: &mut State, area: &RunArea<'_>, e: &ExitInfo) -> Result<Step> {
+    if vm.user_space_msr(msr_filter::reason::INVAL) {
+        return Ok(user_msr_exit(st, area, e, msr_filter::reason::INVAL));
+    }
+    inject_gp(st, st.cr0 & cr0::PE != 0);
+    Ok(Step::Continue)
 }
 
 /// An xAPIC MMIO access at `offset` in the APIC page, emulated in the

@@ -10,6 +10,7 @@ pub(crate) mod kvmclock;
 pub(crate) mod lapic;
 pub(crate) mod mce;
 pub(crate) mod msr;
+pub(crate) mod msr_filter;
 pub(crate) mod mtrr;
 pub(crate) mod pio;
 pub(crate) mod segment;

@@ -58,6 +58,13 @@ pub(crate) mod index {
     pub(crate) const MCG_STATUS: u32 = 0x17a;
     /// IA32_MCG_CTL.
     pub(crate) const MCG_CTL: u32 = 0x17b;
+    /// IA32_TSC_DEADLINE: the APIC timer's TSC-deadline mode, which rkvm
+    /// does not offer (no CPUID bit, the LVT timer refuses the mode); KVM
+    /// then reads 0 and ignores writes, and so does rkvm.
+    pub(crate) const TSC_DEADLINE: u32 = 0x6e0;
+    /// MSR_IA32_POWER_CTL: stored, any value (KVM keeps it for guests
+    /// that toggle C1E).
+    pub(crate) const POWER_CTL: u32 = 0x1fc;
     /// MSR_PLATFORM_INFO: read-only for the guest, which may also be
     /// denied reading it (`KVM_CAP_MSR_PLATFORM_INFO`).
     pub(crate) const PLATFORM_INFO: u32 = 0xce;
@@ -74,7 +81,7 @@ pub(crate) mod index {
 /// save and restore (EFER and APIC_BASE travel in `kvm_sregs`, as on KVM,
 /// but are accepted here too). The machine-check banks are not listed:
 /// as on KVM, a VMM finds them through IA32_MCG_CAP.
-pub(crate) const SAVED: [u32; 21] = [
+pub(crate) const SAVED: [u32; 23] = [
     index::SYSENTER_CS,
     index::SYSENTER_ESP,
     index::SYSENTER_EIP,
@@ -96,6 +103,8 @@ pub(crate) const SAVED: [u32; 21] = [
     index::KVM_SYSTEM_TIME_NEW,
     index::HWCR,
     index::PLATFORM_INFO,
+    index::POWER_CTL,
+    index::TSC_DEADLINE,
 ];
 
 /// MSR_PLATFORM_INFO at reset: CPUID faulting supported (bit 31), as KVM
@@ -157,6 +166,8 @@ pub(crate) struct Msrs {
     pub(crate) hwcr: u64,
     /// MSR_PLATFORM_INFO (only the host writes it).
     pub(crate) platform_info: u64,
+    /// MSR_IA32_POWER_CTL.
+    pub(crate) power_ctl: u64,
     /// Guest TSC minus host TSC (the VMCS TSC offset).
     pub(crate) tsc_offset: u64,
     /// MSR_KVM_SYSTEM_TIME(_NEW): the guest address of this vCPU's
@@ -186,6 +197,7 @@ impl Default for Msrs {
             tsc_adjust: 0,
             hwcr: 0,
             platform_info: PLATFORM_INFO_RESET,
+            power_ctl: 0,
             tsc_offset: 0,
             kvm_system_time: 0,
             kvm_wall_clock: 0,
@@ -241,6 +253,8 @@ pub(crate) fn write_valid(index: u32, v: u64) -> Option<bool> {
         | index::TSC_ADJUST
         | index::EFER
         | index::PLATFORM_INFO
+        | index::POWER_CTL
+        | index::TSC_DEADLINE
         | index::APIC_BASE => true,
         _ => return None,
     })
@@ -261,6 +275,8 @@ impl Msrs {
             index::TSC_ADJUST => self.tsc_adjust,
             index::HWCR => self.hwcr,
             index::PLATFORM_INFO => self.platform_info,
+            index::POWER_CTL => self.power_ctl,
+            index::TSC_DEADLINE => 0,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => self.kvm_wall_clock,
             _ => return None,
@@ -270,6 +286,9 @@ impl Msrs {
     /// Stores one of the MSRs this struct holds, if `v` is valid for it.
     /// Returns `None` for another index, `Some(false)` for a refused value.
     pub(crate) fn set(&mut self, index: u32, v: u64) -> Option<bool> {
+        if index == index::TSC_DEADLINE {
+            return Some(true);
+        }
         let slot = match index {
             index::STAR => &mut self.star,
             index::LSTAR => &mut self.lstar,
@@ -281,6 +300,7 @@ impl Msrs {
             index::UCODE_REV => &mut self.ucode_rev,
             index::HWCR => &mut self.hwcr,
             index::PLATFORM_INFO => &mut self.platform_info,
+            index::POWER_CTL => &mut self.power_ctl,
             index::KVM_SYSTEM_TIME | index::KVM_SYSTEM_TIME_NEW => &mut self.kvm_system_time,
             index::KVM_WALL_CLOCK | index::KVM_WALL_CLOCK_NEW => &mut self.kvm_wall_clock,
             _ => return None,

@@ -6,7 +6,8 @@
 # (scripts/lab/upstream-table.py). See Documentation/rkvm/upstream-selftests.rst.
 #   scripts/lab/upstream.sh
 # Environment:
-#   UPSTREAM_TESTS   run only these (space-separated, as in upstream.list)
+#   UPSTREAM_TESTS   run only these (space-separated names, as in upstream.list,
+#                    whose arguments there they keep)
 #   UPSTREAM_TIMEOUT seconds per test and device (default 120; a test still
 #                    running then is killed and counts as failed)
 #   UPSTREAM_ROUND   tests per round (default 8): each round runs on
@@ -35,7 +36,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # The test list without comments and blank lines (or UPSTREAM_TESTS).
 if [ -n "${UPSTREAM_TESTS:-}" ]; then
-	printf '%s\n' $UPSTREAM_TESTS >"$work/list"
+	# Each named test with the arguments upstream.list gives it, if any.
+	for t in $UPSTREAM_TESTS; do
+		grep -m1 -E "^$t( |\$)" "$here/upstream.list" || echo "$t"
+	done >"$work/list"
 else
 	grep -v -e '^#' -e '^[[:space:]]*$' "$here/upstream.list" >"$work/list"
 fi

@@ -37,6 +37,8 @@ fn size(s: &str) -> Option<usize> {
         "kvm_irq_routing_entry" => size_of::<KvmIrqRoutingEntry>(),
         "kvm_lapic_state" => LAPIC_SIZE,
         "kvm_enable_cap" => size_of::<KvmEnableCap>(),
+        "kvm_msr_filter_range" => size_of::<KvmMsrFilterRange>(),
+        "kvm_msr_filter" => size_of::<KvmMsrFilter>(),
         "kvm_msrs" => size_of::<KvmMsrs>(),
         "kvm_msr_entry" => size_of::<KvmMsrEntry>(),
         "kvm_msr_list" => size_of::<u32>(),
@@ -101,6 +103,9 @@ fn offset(s: &str, f: &str) -> Option<usize> {
         "kvm_irq_routing" => fields!(KvmIrqRouting: "flags" => flags),
         "kvm_irq_routing_entry" => fields!(KvmIrqRoutingEntry:
             "type" => kind, "u.msi.address_lo" => address_lo, "u.msi.data" => data),
+        "kvm_msr_filter_range" => fields!(KvmMsrFilterRange:
+            "nmsrs" => nmsrs, "base" => base, "bitmap" => bitmap),
+        "kvm_msr_filter" => fields!(KvmMsrFilter: "ranges" => ranges),
         "kvm_enable_cap" => fields!(KvmEnableCap: "flags" => flags, "args" => args, "pad" => pad),
         "kvm_xcrs" => fields!(KvmXcrs: "flags" => flags, "xcrs" => xcrs, "padding" => padding),
         "kvm_x86_mce" => fields!(KvmX86Mce: "mcg_status" => mcg_status, "bank" => bank),
@@ -169,6 +174,11 @@ fn offset(s: &str, f: &str) -> Option<usize> {
                 "debug.arch.pc" => DEBUG_PC,
                 "debug.arch.dr6" => DEBUG_DR6,
                 "debug.arch.dr7" => DEBUG_DR7,
+                "msr.error" => MSR_ERROR,
+                "msr.pad" => MSR_PAD,
+                "msr.reason" => MSR_REASON,
+                "msr.index" => MSR_INDEX,
+                "msr.data" => MSR_DATA,
                 _ => return None,
             })
         }

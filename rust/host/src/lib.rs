@@ -39,6 +39,8 @@ pub mod lapic;
 pub mod mce;
 #[path = "../../x86/msr.rs"]
 pub mod msr;
+#[path = "../../x86/msr_filter.rs"]
+pub mod msr_filter;
 #[path = "../../x86/mtrr.rs"]
 pub mod mtrr;
 #[path = "../../x86/pio.rs"]
@@ -74,6 +76,8 @@ mod hypercall_tests;
 mod kvmclock_tests;
 #[cfg(test)]
 mod lapic_tests;
+#[cfg(test)]
+mod msr_filter_tests;
 #[cfg(test)]
 mod msr_tests;
 #[cfg(test)]
